@@ -32,9 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    for name in ("train", "val", "test", "views", "size", "samples", "workers"):
-        if getattr(args, name) < (1 if name in ("views", "size", "samples", "workers") else 0):
-            raise SystemExit(f"--{name} must be positive, got {getattr(args, name)}")
+    minimum = {"train": 0, "val": 0, "test": 0, "views": 1, "size": 16, "samples": 1, "workers": 1}
+    for name, least in minimum.items():
+        if getattr(args, name) < least:
+            raise SystemExit(f"--{name} must be at least {least}, got {getattr(args, name)}")
     options = BuildOptions(views=args.views, image_size=args.size, samples=args.samples)
     manifest = build_dataset(args.out, {"train": args.train, "val": args.val, "test": args.test},
                              seed=args.seed, options=options, workers=args.workers)
