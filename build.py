@@ -48,7 +48,7 @@ def find_python311() -> str:
     if found:
         return found
     raise BuildError(
-        f"Python 3.11 required, found {sys.version_info.major}.{sys.version_info.minor} "
+        f"Python 3.11 required, found {sys.version_info[0]}.{sys.version_info[1]} "
         f"({sys.executable}) and no python3.11 on PATH. Install Python 3.11 and run "
         "`python3.11 build.py setup`.")
 

@@ -43,3 +43,4 @@ def test_data_sheet_writes_both_pictures(tmp_path):
     sheet = Image.open(tmp_path / "pics" / "contact_sheet.png")
     assert sheet.width > 2 * 100
     assert Image.open(tmp_path / "pics" / "part_counts.png").height > 100
+    assert Image.open(tmp_path / "pics" / "reference_views.png").size == sheet.size

@@ -1,4 +1,4 @@
-"""Pictures of a dataset: a part-coloured contact sheet and a part-count histogram."""
+"""Pictures of a dataset: part-coloured and reference-image contact sheets, part-count histogram."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from engine.data.dataset import load_asset
 from engine.render.camera import framing_distance, orbit
@@ -65,18 +68,22 @@ def write_part_histogram(manifest: dict, path: Path) -> None:
 
 
 def write_overview(dataset: Path, out: Path, count: int = 54, tile: int = 160) -> dict[str, Path]:
-    """Contact sheet of `count` objects (one colour per part) and the histogram, into `out`."""
+    """Into `out`: contact sheets of `count` objects, part-coloured and as reference images
+    (the first rendered view, with the object's materials), and the part-count histogram."""
     dataset, out = Path(dataset), Path(out)
     manifest = json.loads((dataset / "manifest.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     camera = orbit(**SHEET_VIEW, width=2 * tile, height=2 * tile)
-    images, captions = [], []
+    previews, references, captions = [], [], []
     with Renderer() as renderer:
         for split, record in pick_across_categories(manifest, count):
-            asset = load_asset(dataset / split / record["name"])
-            images.append(renderer.render(asset, [camera], preview=True)[0].preview)
+            folder = dataset / split / record["name"]
+            previews.append(renderer.render(load_asset(folder), [camera], preview=True)[0].preview)
+            references.append(np.asarray(Image.open(folder / "view_00.png")))
             captions.append(f"{record['category']} ({record['parts']})")
-    sheet, histogram = out / "contact_sheet.png", out / "part_counts.png"
-    contact_sheet(images, sheet, captions, columns=9, tile=tile)
-    write_part_histogram(manifest, histogram)
-    return {"contact_sheet": sheet, "part_counts": histogram}
+    paths = {"contact_sheet": out / "contact_sheet.png", "reference_views": out / "reference_views.png",
+             "part_counts": out / "part_counts.png"}
+    contact_sheet(previews, paths["contact_sheet"], captions, columns=9, tile=tile)
+    contact_sheet(references, paths["reference_views"], captions, columns=9, tile=tile)
+    write_part_histogram(manifest, paths["part_counts"])
+    return paths
