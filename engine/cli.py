@@ -1,0 +1,128 @@
+"""Command line of the engine: `python -m engine COMMAND ...`.
+
+Each command is an `add_<command>(subparsers)` function that declares its arguments and
+sets `run` to a function taking the parsed arguments and returning an exit status. To add
+a command, write such a function (next to the code it drives) and append it to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bridge.protocol import DEFAULT_ADDRESS
+
+
+def add_serve(subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="run the engine server (one compute worker)")
+    parser.add_argument("--address", default=DEFAULT_ADDRESS,
+                        help=f"ZeroMQ endpoint to listen on (default {DEFAULT_ADDRESS}; "
+                        "tcp://127.0.0.1:* picks a free port)")
+    parser.add_argument("--keys", type=Path, metavar="DIR",
+                        help="CurveZMQ key folder made by `keys`: only authorised clients get "
+                        "in. Required to listen beyond loopback")
+    parser.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
+                        help="import MODULE and call its register_pipelines() before serving "
+                        "(repeatable; for pipelines that are not part of the engine)")
+    parser.set_defaults(run=serve)
+
+
+def serve(args) -> int:
+    import zmq
+
+    from engine.server.keys import BindRefused
+    from engine.server.server import EngineServer
+
+    for name in args.pipeline_module:
+        importlib.import_module(name).register_pipelines()
+    try:
+        server = EngineServer(args.address, args.keys)
+    except BindRefused as error:
+        print(error, file=sys.stderr)
+        return 2
+    except zmq.ZMQError as error:
+        print(f"cannot listen on {args.address}: {error} (is another engine running there?)",
+              file=sys.stderr)
+        return 2
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: server.stop())
+    server.serve()
+    return 0
+
+
+def add_keys(subparsers) -> None:
+    from engine.server.keys import DEFAULT_KEYS_DIR
+
+    parser = subparsers.add_parser("keys", help="create CurveZMQ keys for remote clients")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_KEYS_DIR,
+                        help=f"key folder (default {DEFAULT_KEYS_DIR})")
+    parser.add_argument("--client", default="client",
+                        help="name of the client keypair to create and authorise")
+    parser.set_defaults(run=keys)
+
+
+def keys(args) -> int:
+    from engine.server.keys import create_keys
+
+    try:
+        bundle = create_keys(args.dir, args.client)
+    except FileExistsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"engine keys: {args.dir} (serve --keys {args.dir})\n"
+          f"client {args.client!r} authorised; copy {bundle} to the client machine and use "
+          f"EngineClient(address, keys=<that folder>)")
+    return 0
+
+
+def add_bench(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="measure and print performance figures")
+    parser.add_argument("target", choices=["bridge", "data", "metrics"], help="what to measure")
+    parser.set_defaults(run=bench)
+
+
+def bench(args) -> int:
+    if args.target == "bridge":
+        from engine.server.bench import bench_bridge
+
+        bench_bridge()
+    elif args.target == "data":
+        from engine.data.cli import print_bench_data
+
+        print_bench_data()
+    else:
+        from engine.eval.bench import print_bench_metrics
+
+        print_bench_metrics()
+    return 0
+
+
+def add_data(subparsers) -> None:
+    from engine.data.cli import register
+
+    register(subparsers)
+
+
+def add_demo(subparsers) -> None:
+    from engine.demo import add_demo as register
+
+    register(subparsers)
+
+
+COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo]  # add new commands here
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m engine",
+                                     description="Partsmith inference engine")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    return args.run(args)
