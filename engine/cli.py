@@ -81,7 +81,7 @@ def keys(args) -> int:
 
 def add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure and print performance figures")
-    parser.add_argument("target", choices=["bridge", "data", "metrics"], help="what to measure")
+    parser.add_argument("target", choices=["bridge", "data", "metrics", "fps"], help="what to measure")
     parser.set_defaults(run=bench)
 
 
@@ -90,6 +90,10 @@ def bench(args) -> int:
         from engine.server.bench import bench_bridge
 
         bench_bridge()
+    elif args.target == "fps":
+        from engine.geometry.bench import bench_fps
+
+        bench_fps()
     elif args.target == "data":
         from engine.data.cli import print_bench_data
 
@@ -113,7 +117,13 @@ def add_demo(subparsers) -> None:
     register(subparsers)
 
 
-COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo]  # add new commands here
+def add_parity(subparsers) -> None:
+    from engine.models.parity import add_parity as register
+
+    register(subparsers)
+
+
+COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity]  # add new commands here
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,68 @@
+"""The diffusers model-folder layout (config.json + diffusion_pytorch_model.safetensors),
+read and written without diffusers, so public checkpoints load unmodified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_NAME = "config.json"
+LISTED = 20  # names shown per kind of problem; a wrong size config misfits hundreds
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A model folder that does not match the network it is loaded into."""
+
+
+def read_config(folder: str | Path) -> dict:
+    """The folder's config.json as a dict (every key, including `_class_name` and the like)."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a model folder: {CONFIG_NAME} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} is not valid JSON: {error}") from error
+
+
+def load_weights(module: nn.Module, folder: str | Path) -> None:
+    """Load the folder's weights into `module`; every name and shape must match exactly."""
+    path = Path(folder) / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no weights: {WEIGHTS_NAME} not found")
+    try:
+        loaded = load_file(path)
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - loaded.keys())
+    unexpected = sorted(loaded.keys() - expected.keys())
+    mismatched = [f"{name} {tuple(loaded[name].shape)} (expected {tuple(tensor.shape)})"
+                  for name, tensor in expected.items()
+                  if name in loaded and loaded[name].shape != tensor.shape]
+    problems = []
+    for kind, names in [("missing keys", missing), ("unexpected keys", unexpected),
+                        ("shape mismatches", mismatched)]:
+        if names:
+            more = f" and {len(names) - LISTED} more" if len(names) > LISTED else ""
+            problems.append(f"{kind} ({len(names)}): {', '.join(names[:LISTED])}{more}")
+    if problems:
+        raise CheckpointError(f"{path} does not fit {type(module).__name__} with its "
+                              f"config.json: " + "; ".join(problems))
+    module.load_state_dict(loaded)
+
+
+def save_folder(module: nn.Module, config: dict, folder: str | Path) -> None:
+    """Write `config` and the module's weights as a model folder (created if needed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    weights = {name: tensor.detach().contiguous().cpu()
+               for name, tensor in module.state_dict().items()}
+    save_file(weights, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+
