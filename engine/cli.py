@@ -81,7 +81,7 @@ def keys(args) -> int:
 
 def add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure and print performance figures")
-    parser.add_argument("target", choices=["bridge", "data", "metrics", "fps"], help="what to measure")
+    parser.add_argument("target", choices=["bridge", "data", "metrics", "fps", "extraction"], help="what to measure")
     parser.set_defaults(run=bench)
 
 
@@ -90,6 +90,10 @@ def bench(args) -> int:
         from engine.server.bench import bench_bridge
 
         bench_bridge()
+    elif args.target == "extraction":
+        from engine.geometry.extraction import bench_extraction
+
+        bench_extraction()
     elif args.target == "fps":
         from engine.geometry.bench import bench_fps
 
@@ -123,7 +127,19 @@ def add_parity(subparsers) -> None:
     register(subparsers)
 
 
-COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity]  # add new commands here
+def add_train(subparsers) -> None:
+    from engine.training.cli import register
+
+    register(subparsers)
+
+
+def add_eval(subparsers) -> None:
+    from engine.eval.cli import register
+
+    register(subparsers)
+
+
+COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity, add_train, add_eval]  # add new commands here
 
 
 def main(argv: list[str] | None = None) -> int:
