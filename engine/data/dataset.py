@@ -167,16 +167,19 @@ def write_object(root: Path, spec: ObjectSpec, options: BuildOptions, renderer) 
     return record
 
 
-# One renderer per pool process, started lazily; it exits when its parent process does.
+# One renderer per pool process, started lazily and closed when the process exits.
 _worker_renderer = None
 
 
 def _pool_job(args: tuple[Path, ObjectSpec, BuildOptions]) -> tuple[ObjectSpec, dict]:
     global _worker_renderer
     if _worker_renderer is None:
+        from multiprocessing.util import Finalize
+
         from engine.render.renderer import Renderer
 
         _worker_renderer = Renderer()
+        Finalize(None, _worker_renderer.close, exitpriority=10)
     root, spec, options = args
     return spec, write_object(root, spec, options, _worker_renderer)
 
@@ -212,10 +215,20 @@ def build_dataset(root: Path, counts: dict[str, int], seed: int = 0, options: Bu
                     records[(spec.split, spec.index)] = write_object(root, spec, options, renderer)
                     bar.update()
         else:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            finished = False
+            try:
                 for spec, record in pool.imap_unordered(_pool_job, jobs):
                     records[(spec.split, spec.index)] = record
                     bar.update()
+                finished = True
+            finally:
+                # Closing lets workers exit normally, so their renderers shut down cleanly.
+                if finished:
+                    pool.close()
+                else:
+                    pool.terminate()
+                pool.join()
     elapsed = time.perf_counter() - started
     manifest = {
         "format": FORMAT_VERSION, "seed": seed, "categories": categories(),
