@@ -143,10 +143,11 @@ class EngineClient:
 
     def submit_generate(self, image, *, parts: int | None = None, steps: int | None = None,
                         guidance: float | None = None, seed: int | None = None,
-                        pipeline: str | None = None) -> Job:
+                        top_k: int | None = None, pipeline: str | None = None) -> Job:
         """Start generating a part-structured object from `image` (a file path, encoded
-        PNG/JPEG/WebP bytes, or a uint8 (H, W, 3|4) array). None means engine default."""
-        body = _present(parts=parts, steps=steps, guidance=guidance, seed=seed,
+        PNG/JPEG/WebP bytes, or a uint8 (H, W, 3|4) array). None means engine default;
+        `top_k` is the number of retrieved exemplars (0 = retrieval off)."""
+        body = _present(parts=parts, steps=steps, guidance=guidance, seed=seed, top_k=top_k,
                         pipeline=pipeline)
         return self.submit("generate", body, {"image": _image(image)})
 
@@ -303,6 +304,9 @@ class EngineClient:
             try:
                 message = decode(frames)
             except ProtocolError as error:
+                if error.code == "unsupported_protocol":  # nothing this engine says can be read
+                    self._fail_all(lambda job: EngineError(error.code, error.message))
+                    continue
                 log.warning("ignoring malformed message from the engine: %s", error)
                 continue
             with self._jobs_lock:

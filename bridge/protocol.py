@@ -272,7 +272,8 @@ _SEED = Field(int, 0, 0, MAX_SEED)
 REQUEST_FIELDS: dict[str, dict[str, Field]] = {
     "hello": {"client": Field(str, None)},
     "generate": {"pipeline": Field(str, "partrag"), "parts": Field(int, None, 1, MAX_PARTS),
-                 "steps": _STEPS, "guidance": _GUIDANCE, "seed": _SEED},
+                 "steps": _STEPS, "guidance": _GUIDANCE, "seed": _SEED,
+                 "top_k": Field(int, None, 0, MAX_SEARCH_RESULTS)},
     "edit": {"pipeline": Field(str, "editor"), "parts": Field(list),
              "regenerate": Field(list), "steps": _STEPS, "guidance": _GUIDANCE, "seed": _SEED},
     "library.search": {"k": Field(int, 8, 1, MAX_SEARCH_RESULTS),

@@ -327,6 +327,7 @@ BAD_INPUTS = {
     "infinite_guidance": (lambda: encode(valid_generate(guidance=float("inf"))), "invalid_field"),
     "negative_steps": (lambda: encode(valid_generate(steps=-5)), "invalid_field"),
     "negative_seed": (lambda: encode(valid_generate(seed=-1)), "invalid_field"),
+    "top_k_too_large": (lambda: encode(valid_generate(top_k=1000)), "invalid_field"),
     "unknown_body_field": (lambda: encode(valid_generate(partz=6)), "unexpected_field"),
     "unknown_pipeline": (lambda: encode(valid_generate(pipeline="nope")), "unknown_pipeline"),
     "uninstalled_pipeline": (lambda: encode(valid_generate(pipeline="unipart")), "model_unavailable"),

@@ -117,3 +117,40 @@ def test_sigterm_stops_the_engine_gracefully(tmp_path):
     engine.process.terminate()
     assert engine.process.wait(timeout=15) == 0
     assert "engine stopped" in engine.log()
+
+
+def test_engine_of_another_protocol_version_fails_jobs_at_once():
+    """Replies in a protocol version the client cannot read end the job with a clear error."""
+    import json
+    import threading
+
+    import numpy as np
+    import zmq
+
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def answer_in_version_2():
+        while not stop.is_set():
+            if router.poll(50):
+                identity, header, *_ = router.recv_multipart()
+                job = json.loads(header)["job"]
+                reply = {"protocol": 2, "type": "accepted", "job": job, "body": {}, "arrays": []}
+                router.send_multipart([identity, json.dumps(reply).encode()])
+
+    thread = threading.Thread(target=answer_in_version_2, daemon=True)
+    thread.start()
+    try:
+        with EngineClient(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+            started = time.monotonic()
+            job = client.submit_generate(np.zeros((8, 8, 3), np.uint8))
+            with pytest.raises(Exception) as failure:
+                job.result(timeout=10)
+            assert getattr(failure.value, "code", None) == "unsupported_protocol"
+            assert "protocol version 2" in str(failure.value)
+            assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        thread.join()
+        router.close(linger=0)

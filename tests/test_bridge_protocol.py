@@ -70,7 +70,7 @@ def test_size_limits():
 def test_defaults_are_filled_in():
     body = validate_request(Message("generate", "j", {"parts": 4}, {"image": b"png"}))
     assert body == {"pipeline": "partrag", "parts": 4, "steps": None, "guidance": None,
-                    "seed": 0}
+                    "seed": 0, "top_k": None}
     body = validate_request(Message("library.search", "j", {}, {"image": b"png"}))
     assert body == {"k": 8, "level": "object", "category": None}
 

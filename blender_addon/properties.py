@@ -1,0 +1,49 @@
+"""Per-scene generation settings shown in the panel (stored in the .blend)."""
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty
+
+from . import engine_link
+
+DEFAULT_MODEL = "partrag"
+_model_items: list = []  # Blender needs the dynamic enum items kept alive
+
+
+def _models(self, context):
+    names = engine_link.generate_models() or [DEFAULT_MODEL]
+    _model_items[:] = [(name, name, f"the engine's {name!r} generate pipeline")
+                       for name in names]
+    return _model_items
+
+
+class PartsmithSettings(bpy.types.PropertyGroup):
+    image: PointerProperty(name="Reference Image", type=bpy.types.Image,
+                           description="The image to turn into a part-structured asset")
+    model: EnumProperty(name="Model", items=_models,
+                        description="Generation pipeline, as reported by the engine")
+    parts: IntProperty(name="Parts", default=0, min=0, max=64,
+                       description="Number of parts; 0: the model decides")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed, same result")
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000,
+                       description="Denoising steps; 0: the model's default")
+    guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=100.0,
+                            description="Classifier-free guidance scale; 0: the model's default")
+    top_k: IntProperty(name="Retrieval Top-k", default=0, min=0, max=100,
+                       description="Library exemplars retrieved; 0: the model's default")
+
+    def options(self) -> dict:
+        """Keyword arguments for api.start / api.generate (0 means the engine's default)."""
+        return {"model": self.model or DEFAULT_MODEL, "parts": self.parts or None,
+                "seed": self.seed, "steps": self.steps or None,
+                "guidance": self.guidance or None, "top_k": self.top_k or None}
+
+
+classes = (PartsmithSettings,)
+
+
+def register() -> None:
+    bpy.types.Scene.partsmith = PointerProperty(type=PartsmithSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.partsmith
