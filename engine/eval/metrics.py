@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from pykdtree.kdtree import KDTree
+
+from engine.geometry.inside import face_components
 
 PAPER_SAMPLES = 204_800
 FSCORE_TAU = 0.1
@@ -85,16 +85,6 @@ def compare_meshes(mesh_a: tuple[np.ndarray, np.ndarray], mesh_b: tuple[np.ndarr
     return {"chamfer": chamfer_from_distances(d_ab, d_ba), "fscore": fscore_from_distances(d_ab, d_ba, tau)}
 
 
-def _components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """Connected-component label of every face (closed pieces of a multi-piece part)."""
-    f = np.asarray(faces)
-    rows = np.repeat(f[:, 0], 2)
-    cols = f[:, 1:].ravel()
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, n_vertices))
-    _, vertex_label = connected_components(graph, directed=False)
-    return vertex_label[f[:, 0]]
-
-
 def voxelize_solid(vertices: np.ndarray, faces: np.ndarray, grid: int = IOU_GRID) -> np.ndarray:
     """Solid occupancy (grid, grid, grid) of a closed mesh over [-1, 1]^3.
 
@@ -110,7 +100,7 @@ def voxelize_solid(vertices: np.ndarray, faces: np.ndarray, grid: int = IOU_GRID
 
     # Column centres, nudged off exact triangle edges so no crossing is counted twice.
     tri = v[f]
-    comp = _components(f, len(v))
+    comp = face_components(f, len(v))
     lo = np.floor((tri[..., :2].min(1) + 1) / h - 0.5).astype(np.int64) + 1
     hi = np.floor((tri[..., :2].max(1) + 1) / h - 0.5).astype(np.int64)
     lo, hi = np.clip(lo, 0, grid), np.clip(hi, -1, grid - 1)
