@@ -1,0 +1,1 @@
+"""Training: the shared loop, EMA, logs, and the per-network recipes."""
