@@ -194,7 +194,7 @@ class Renderer:
             self._proc.stdin.write(json.dumps({"job": job}) + "\n")
             self._proc.stdin.flush()
         except OSError:
-            self._fail("render worker is gone")
+            self._fail("render worker died")
         reply = self._receive()
         if not reply.get("ok"):
             raise RenderWorkerError(f"render job failed in the worker:\n{reply.get('error')}")
