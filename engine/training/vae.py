@@ -144,7 +144,8 @@ def export_bundle(model: nn.Module, folder: Path, task: VAETask, config: TrainCo
         dtype = "float32"
     return {"dtype": dtype, "val_loss_fp32": reference["loss"], "val_loss_fp16": rounded["loss"],
             "fp16_relative_rise": rise, "megabytes": weights_megabytes(folder),
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "network": asdict(vae.config)}
 
 
 def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainConfig,
@@ -155,7 +156,7 @@ def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainCo
         f"# {title}", "",
         f"- Data: `{data}`, {len(examples.objects)} training objects "
         f"({len(examples.parts)} parts), object frame",
-        f"- Network: {json.dumps(recipe.model)}; {export['parameters']:,} parameters",
+        f"- Network: {json.dumps(export['network'])}; {export['parameters']:,} parameters",
         f"- Encoding: {recipe.num_tokens} tokens from {recipe.points} surface points",
         f"- Training: {result.step} steps, batch {config.batch_size}, lr {config.lr}, "
         f"KL weight {recipe.kl_weight}, EMA {config.ema_decay} (EMA weights shipped)",
