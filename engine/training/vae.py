@@ -36,6 +36,9 @@ class VAERecipe:
     points: int = 2048  # encoder input points per example
     queries: int = 4096  # supervised occupancy queries per example
     kl_weight: float = 1e-3  # on the KL averaged per latent element
+    # Initial bias of the posterior's log-variance: little sampling noise at the start, so
+    # the decoder learns to read the latents before the KL spreads them (None: default init).
+    logvar_init: float | None = None
     geomseg: dict = field(default_factory=dict)  # GeomSegConfig overrides
     train: dict = field(default_factory=dict)  # TrainConfig overrides
 
@@ -47,10 +50,11 @@ RECIPES = {
     # Default shipped part VAE: trains to the reconstruction target on 2 CPU cores.
     "small": VAERecipe(
         model=dict(latent_channels=32, num_attention_heads=4, width_encoder=128,
-                   width_decoder=192, num_layers_encoder=1, num_layers_decoder=4,
+                   width_decoder=128, num_layers_encoder=1, num_layers_decoder=4,
                    embed_frequency=8),
-        num_tokens=256, points=2048, queries=4096,
-        train=dict(batch_size=8, lr=5e-4, warmup_steps=100, val_every=250, checkpoint_every=250)),
+        num_tokens=128, points=1024, queries=512, kl_weight=1e-3, logvar_init=-4.0,
+        train=dict(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, val_every=100,
+                   val_batches=2, checkpoint_every=100)),
     # For tests and smoke runs: seconds per hundred steps.
     "tiny": VAERecipe(
         model=dict(latent_channels=4, num_attention_heads=2, width_encoder=16, width_decoder=16,
@@ -107,6 +111,9 @@ def make_task(kind: str, recipe: VAERecipe, train_examples: VAEExamples,
         vae = VecSetVAE.from_pretrained(init).train()
     else:
         vae = VecSetVAE(VecSetVAEConfig(**recipe.model))
+        if recipe.logvar_init is not None:
+            with torch.no_grad():
+                vae.quant.bias[vae.config.latent_channels:] = recipe.logvar_init
     if kind == "part":
         return VAETask(vae, lambda m, b: part_vae_losses(m, b, recipe.num_tokens, recipe.kl_weight),
                        lambda rng: train_examples.part_batch(rng, batch_size),
