@@ -66,10 +66,16 @@ def test_eval_cli_prints_the_figures(bundles, capsys):
     out = root / "out"
     assert main(["eval", "vae", "--data", str(data), "--model", str(root / "part_vae"),
                  "--geomseg", str(root / "geomseg"), "--resolution", "32", "--coarse", "16",
-                 "--samples", "2000", "--sheet", "0", "--device", "cpu", "--out", str(out)]) == 0
+                 "--samples", "2000", "--sheet", "0", "--device", "cpu", "--out", str(out),
+                 "--timing-parts", "1", "--timing-resolutions", "32", "64"]) == 0
     printed = capsys.readouterr().out
     assert "CD" in printed and "F@0.1" in printed and "mIoU" in printed
     report = json.loads((out / "results.json").read_text())
     assert report["part_vae"]["objects"] == 2
     assert np.isfinite(report["part_vae"]["chamfer"])
     assert 0 <= report["geomseg"]["accuracy"] <= 1 and 0 <= report["geomseg"]["miou"] <= 1
+    timings = report["extraction"]
+    assert [row["resolution"] for row in timings] == [32, 64]
+    assert all(row["hierarchical_queries"] <= row["dense_queries"] == (r + 1) ** 3
+               for row, r in zip(timings, (32, 64)))
+    assert "hierarchical" in printed

@@ -65,6 +65,17 @@ def test_decoding_in_chunks_changes_nothing(vae, io):
 
 
 @needs_fixture
+@needs_fixture
+def test_field_of_one_shape_equals_decode(vae, io):
+    latents, queries = io["vae_dec_in_latents"], io["vae_dec_in_queries"]
+    with torch.no_grad():
+        field = vae.field(latents, chunk_size=7)
+        torch.testing.assert_close(field(queries[0]), vae.decode(latents, queries)[0, :, 0],
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="one shape"):
+        vae.field(latents.expand(2, -1, -1))
+
+
 def test_save_and_load_round_trip(vae, io, tmp_path):
     vae.save_pretrained(tmp_path / "vae")
     again = VecSetVAE.from_pretrained(tmp_path / "vae")

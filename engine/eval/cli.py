@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "and costs queries (default 50)")
     vae.add_argument("--samples", type=int, default=PAPER_SAMPLES, help="surface samples for CD/F")
     vae.add_argument("--sheet", type=int, default=8, help="objects on the comparison sheet (0: none)")
+    vae.add_argument("--timing-parts", type=int, default=2,
+                     help="parts timed with dense vs hierarchical extraction (0: none)")
+    vae.add_argument("--timing-resolutions", type=int, nargs="+", default=[128, 256],
+                     help="final grid resolutions of the extraction timings")
     vae.add_argument("--out", type=Path, default=Path("out/eval_vae"),
                      help="folder for results.json and the comparison sheet")
     vae.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
@@ -41,6 +45,8 @@ def run_eval_vae(args: argparse.Namespace) -> int:
                                       object_folders, summarise, write_comparison_sheet)
     from engine.models.vecset_vae import VecSetVAE
     from engine.training.loop import resolve_device
+
+    import torch
 
     device = resolve_device(args.device)
     given = {"resolution": args.resolution, "coarse_resolution": args.coarse,
@@ -55,6 +61,19 @@ def run_eval_vae(args: argparse.Namespace) -> int:
           f"F@0.1 {summary['fscore']:.4f}; failed objects {summary['failed']}, empty parts "
           f"{summary['empty_parts']}; {summary['seconds_per_object']:.1f} s/object")
     report = {"part_vae": summary, "objects": [asdict(r) for r in results]}
+    if args.timing_parts:
+        from engine.eval.vae_eval import extraction_timings
+
+        report["extraction"] = extraction_timings(vae, folders, args.timing_parts,
+                                                  tuple(args.timing_resolutions),
+                                                  options)
+        print(f"extraction per part, {torch.get_num_threads()} threads (dense | hierarchical "
+              f"from {options.coarse_resolution}^3):")
+        for row in report["extraction"]:
+            print(f"  {row['resolution']}^3 {row['part']}: dense {row['dense_seconds']:.2f} s "
+                  f"{row['dense_queries']:,} queries | hierarchical "
+                  f"{row['hierarchical_seconds']:.2f} s {row['hierarchical_queries']:,} queries "
+                  f"| CD between them {row['chamfer_dense_vs_hierarchical']:.5f}")
     if args.geomseg:
         from engine.models.geomseg_vae import GeomSegVAE
 

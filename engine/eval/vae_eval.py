@@ -57,14 +57,12 @@ def encoding_sizes(vae: VecSetVAE) -> tuple[int, int]:
             vae.extra_config.get(ENCODE_POINTS_KEY, DEFAULT_POINTS))
 
 
-def extract(decode, latents: torch.Tensor, options: ExtractOptions,
+def extract(vae: VecSetVAE, latents: torch.Tensor, options: ExtractOptions,
             device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Mesh of the zero level set of `decode(latents, queries)` (negated logits)."""
-    def field(points: torch.Tensor) -> torch.Tensor:
-        return decode(latents, points[None].to(latents.dtype))[0, :, 0]
-
-    mesh = extract_hierarchical(field, options.resolution, options.coarse_resolution,
-                                device=device, lipschitz=options.lipschitz)
+    """Mesh of the zero level set of one shape's decoded field (negated logits)."""
+    mesh = extract_hierarchical(vae.field(latents), options.resolution,
+                                options.coarse_resolution, device=device,
+                                lipschitz=options.lipschitz)
     return mesh.vertices, mesh.faces
 
 
@@ -82,8 +80,45 @@ def reconstruct_parts(vae: VecSetVAE, asset: PartAsset, options: ExtractOptions,
         points = torch.from_numpy(np.concatenate([s.points, s.normals], 1))[None].to(device)
         generator = torch.Generator().manual_seed(seed * 1000 + k)
         latents = vae.encode(points, tokens, generator=generator).mean
-        meshes.append(extract(vae.decode, latents, options, device))
+        meshes.append(extract(vae, latents, options, device))
     return meshes
+
+
+@torch.no_grad()
+def extraction_timings(vae: VecSetVAE, folders: list[Path], parts: int,
+                       resolutions: tuple[int, ...], options: ExtractOptions,
+                       progress: bool = True) -> list[dict]:
+    """Dense vs hierarchical extraction of the first `parts` parts of `folders` at each final
+    resolution: seconds, decoder queries and the Chamfer distance between the two meshes."""
+    from engine.geometry.extraction import extract_dense
+
+    tokens, count = encoding_sizes(vae)
+    device = next(vae.parameters()).device
+    chosen = [(folder, k) for folder in folders for k in range(len(load_asset(folder).parts))]
+    rows = []
+    for folder, k in tqdm(chosen[:parts], desc="extraction timings", disable=not progress):
+        part = load_asset(folder).parts[k]
+        s = sample_surface(part.object_vertices(), part.faces, count, np.random.default_rng(k))
+        points = torch.from_numpy(np.concatenate([s.points, s.normals], 1))[None].to(device)
+        generator = torch.Generator().manual_seed(k)
+        field = vae.field(vae.encode(points, tokens, generator=generator).mean)
+        for resolution in resolutions:
+            started = time.perf_counter()
+            dense = extract_dense(field, resolution, device=device)
+            dense_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            near = extract_hierarchical(field, resolution, options.coarse_resolution,
+                                        device=device, lipschitz=options.lipschitz)
+            near_seconds = time.perf_counter() - started
+            chamfer = (compare_meshes((dense.vertices, dense.faces), (near.vertices, near.faces),
+                                      100_000)["chamfer"] if len(dense.faces) and len(near.faces)
+                       else float("nan"))
+            rows.append({"part": f"{folder.name}/{k} {part.label}", "resolution": resolution,
+                         "dense_seconds": dense_seconds, "dense_queries": dense.queried_points,
+                         "hierarchical_seconds": near_seconds,
+                         "hierarchical_queries": near.queried_points,
+                         "chamfer_dense_vs_hierarchical": chamfer})
+    return rows
 
 
 def as_asset(source: PartAsset, meshes: list[tuple[np.ndarray, np.ndarray]]) -> PartAsset:
@@ -159,7 +194,7 @@ def evaluate_geomseg(model, folders: list[Path], options: ExtractOptions,
         latents = posterior.mean
         gt = labels[0, query_index[0].cpu()].numpy()
         pred = model.segment_latents(latents[0]).cpu().numpy()
-        mesh = extract(model.decode, latents, options, device)
+        mesh = extract(model.vae, latents, options, device)
         geometry = ({"chamfer": float("nan"), "fscore": float("nan")} if not len(mesh[1])
                     else compare_meshes(whole_mesh(asset), mesh, samples))
         rows.append({"accuracy": latent_assignment_accuracy(pred, gt),

@@ -197,6 +197,20 @@ class VecSetVAE(nn.Module):
         positions = points[..., :self.config.in_channels]
         return torch.cat([self.embedder(positions), points[..., self.config.in_channels:]], -1)
 
+    def field(self, latents: torch.Tensor, chunk_size: int = 16384):
+        """The implicit field of ONE shape's latents (1, T, latent_channels) as a function
+        points (N, 3) -> (N,) negated logits, for the extractors: the latent self-attention
+        stack runs once here, not once per query chunk."""
+        if latents.shape[0] != 1:
+            raise ValueError(f"field() takes one shape's latents, got a batch of {latents.shape[0]}")
+        tokens = self.decoder.latent_tokens(self.post_quant(latents))
+
+        def logits(points: torch.Tensor) -> torch.Tensor:
+            chunks = points.to(tokens.dtype)[None].split(chunk_size, dim=1)
+            return -torch.cat([self.decoder.logits_at(tokens, self.embedder(c))
+                               for c in chunks], dim=1)[0, :, 0]
+        return logits
+
     def decode(self, latents: torch.Tensor, queries: torch.Tensor,
                chunk_size: int = 16384) -> torch.Tensor:
         """latents (B, T, latent_channels), query points (B, M, in_channels) -> (B, M, 1)
