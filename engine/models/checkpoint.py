@@ -19,11 +19,12 @@ class CheckpointError(ValueError):
     """A model folder that does not match the network it is loaded into."""
 
 
-def read_config(folder: str | Path) -> dict:
-    """The folder's config.json as a dict (every key, including `_class_name` and the like)."""
-    path = Path(folder) / CONFIG_NAME
+def read_config(folder: str | Path, name: str = CONFIG_NAME) -> dict:
+    """The folder's config.json (or `name`, e.g. a scheduler's scheduler_config.json) as a
+    dict (every key, including `_class_name` and the like)."""
+    path = Path(folder) / name
     if not path.is_file():
-        raise CheckpointError(f"{folder} is not a model folder: {CONFIG_NAME} not found")
+        raise CheckpointError(f"{folder} is not a model folder: {name} not found")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -57,11 +58,17 @@ def load_weights(module: nn.Module, folder: str | Path) -> None:
     module.load_state_dict(loaded)
 
 
+def write_config(config: dict, folder: str | Path, name: str = CONFIG_NAME) -> None:
+    """Write `config` as the folder's config.json (or `name`), creating the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def save_folder(module: nn.Module, config: dict, folder: str | Path) -> None:
     """Write `config` and the module's weights as a model folder (created if needed)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_config(config, folder)
     weights = {name: tensor.detach().contiguous().cpu()
                for name, tensor in module.state_dict().items()}
     save_file(weights, folder / WEIGHTS_NAME, metadata={"format": "pt"})

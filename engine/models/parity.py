@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from engine.models.checkpoint import CheckpointError
+from engine.models.dual_lane_dit import DualLaneDiT
+from engine.models.flow_sampler import FlowSampler
 from engine.models.vecset_vae import VecSetVAE
 
 TOLERANCE = 1e-4  # max absolute error, float32 on CPU
@@ -33,7 +35,36 @@ def vae_outputs(folder: Path, io: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return {"vae_out_moments": moments, "vae_dec_out_logits": logits}
 
 
-PRODUCERS: list[Producer] = [vae_outputs]  # add the transformer and sampler here
+def transformer_outputs(folder: Path, io: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`dit_out` (one object, num_parts an int) and `ditb_out` (objects stacked, part
+    counts as a tensor)."""
+    if "dit_in_latents" not in io:
+        return {}
+    model = DualLaneDiT.from_pretrained(folder / "transformer")
+    latents = io["dit_in_latents"]
+    outputs = {"dit_out": model(latents, io["dit_in_timestep"], io["dit_in_context"],
+                                latents.shape[0])}
+    if "ditb_in_latents" in io:
+        outputs["ditb_out"] = model(io["ditb_in_latents"], io["ditb_in_timestep"],
+                                    io["ditb_in_context"], io["ditb_in_num_parts"])
+    return outputs
+
+
+def sampler_outputs(folder: Path, io: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`sample_out_latents`: guided sampling of one object from the given start noise, with
+    as many steps as the fixture lists timesteps, conditioned on `dit_in_context`."""
+    if "sample_init_latents" not in io:
+        return {}
+    model = DualLaneDiT.from_pretrained(folder / "transformer")
+    sampler = FlowSampler.from_pretrained(folder / "scheduler")
+    noise = io["sample_init_latents"]
+    latents = sampler.sample(model, noise, io["dit_in_context"], noise.shape[0],
+                             steps=len(io["sample_timesteps"]),
+                             guidance=float(io["sample_guidance"]))
+    return {"sample_out_latents": latents}
+
+
+PRODUCERS: list[Producer] = [vae_outputs, transformer_outputs, sampler_outputs]
 
 
 def reference_outputs(io: dict[str, torch.Tensor]) -> list[str]:
