@@ -11,7 +11,9 @@ from engine.cli import main
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
 from engine.training.ema import EMA
 from engine.training.loop import TrainConfig, learning_rate, train
-from engine.training.vae import RECIPES, part_vae_losses
+from engine.data.vae_data import VAEExamples
+from engine.models.geomseg_vae import GeomSegVAE
+from engine.training.vae import RECIPES, make_task, part_vae_losses
 from test_vae_data import write_tiny_dataset
 
 TINY = RECIPES["tiny"]
@@ -141,6 +143,15 @@ def test_cli_trains_exports_and_fine_tunes_geomseg(tmp_path, capsys):
     assert (tmp_path / "models" / "geomseg" / "seg" / "config.json").is_file()
     log = json.loads((tmp_path / "seg_run" / "log.json").read_text())
     assert {"seg", "pos", "recon"} <= set(log["val"][-1])
+    assert "--geomseg" in (tmp_path / "models" / "geomseg" / "MODEL_CARD.md").read_text()
+
+    # A Geom-Seg folder as --init continues all of it, segmentation heads included.
+    first = GeomSegVAE.from_pretrained(tmp_path / "models" / "geomseg")
+    examples = VAEExamples(sorted((data / "vae_cache" / "train").glob("*.npz")))
+    continued = make_task("geomseg", RECIPES["tiny"], examples, examples, 2,
+                          tmp_path / "models" / "geomseg").model
+    for (name, a), b in zip(first.state_dict().items(), continued.state_dict().values()):
+        assert torch.equal(a.float(), b), name
 
 
 def saved_dtype(folder) -> torch.dtype:

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vae.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
     vae.add_argument("--resume", action="store_true", help="continue the run in --out")
     vae.add_argument("--init", type=Path, metavar="VAE_DIR",
-                     help="start from this VecSet VAE folder (geomseg: the part VAE to fine-tune)")
+                     help="start from this VecSet VAE folder (geomseg: the part VAE to fine-tune, or a "
+                     "Geom-Seg VAE folder to continue)")
     vae.add_argument("--export", type=Path, metavar="DIR",
                      help="when finished, save the EMA model here (float16 if harmless)")
     vae.add_argument("--cache", type=Path, help="example cache (default DATA/vae_cache)")
@@ -39,6 +40,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="CPU threads for torch (default torch's; 1 is steadier when another "
                      "job shares the cores)")
     vae.set_defaults(run=run_train_vae)
+
+    ret = sub.add_parser("retriever", help="HCR heads (PartRAG retrieval) on a dataset's renders")
+    ret.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.json)")
+    ret.add_argument("--vae", type=Path, required=True, metavar="VAE_DIR",
+                     help="part VAE folder whose latents are the 3D side")
+    ret.add_argument("--out", type=Path, required=True,
+                     help="run folder: checkpoint, log.json, loss.png, recipe.json")
+    ret.add_argument("--encoder", default="efficientnet-lite0",
+                     help="frozen image encoder: efficientnet-lite0, dinov2:DIR_OR_ID, "
+                     "clip:DIR_OR_ID")
+    ret.add_argument("--config", default="small",
+                     help="recipe name (small, tiny) or a JSON file with keys model, train")
+    ret.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    ret.add_argument("--batch", type=int, help="objects per step (default: the recipe's)")
+    ret.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    ret.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
+    ret.add_argument("--queue", type=int,
+                     help="momentum queue size per level (default: the recipe's; paper 65536)")
+    ret.add_argument("--limit", type=int, help="first N objects of each split (smoke runs)")
+    ret.add_argument("--cache", type=Path,
+                     help="feature cache folder (default DATA/retrieval_cache/<encoder>)")
+    ret.add_argument("--resume", action="store_true", help="continue the run in --out")
+    ret.add_argument("--export", type=Path, metavar="DIR",
+                     help="when finished, save the EMA heads here with a model card")
+    ret.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ret.add_argument("--threads", type=int, help="CPU threads for torch (default torch's)")
+    ret.set_defaults(run=run_train_retriever)
 
 
 def run_train_vae(args: argparse.Namespace) -> int:
@@ -65,4 +93,44 @@ def run_train_vae(args: argparse.Namespace) -> int:
           + f" -> {args.out}")
     if exported:
         print(f"exported to {args.export}: " + json.dumps(exported))
+    return 0
+
+
+def run_train_retriever(args: argparse.Namespace) -> int:
+    import re
+
+    import torch
+
+    from engine.retrieval.encoders import load_encoder
+    from engine.retrieval.shape import PartEncoder
+    from engine.retrieval.train import build_features, export_model, load_recipe, train_retriever
+    from engine.training.loop import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.config)
+    if args.queue is not None:
+        recipe.model["queue_size"] = args.queue
+    config = recipe.train_config(steps=args.steps, batch_size=args.batch, lr=args.lr,
+                                 seed=args.seed)
+    device = resolve_device(args.device)
+    cache = args.cache or args.data / "retrieval_cache" / re.sub(r"[^\w.-]+", "_", args.encoder)
+    encoder = load_encoder(args.encoder, device)
+    parts = PartEncoder(args.vae, device)
+    features = {split: build_features(args.data, cache, split, encoder, parts, args.limit)
+                for split in ("train", "val")}
+    del encoder, parts
+    result = train_retriever(features["train"], features["val"], args.out, recipe, config,
+                             args.encoder, device=str(device), resume=args.resume)
+    if not result.finished:
+        print(f"stopped at step {result.step} of {config.steps}; continue with the same "
+              f"command plus --resume", file=sys.stderr)
+        return INTERRUPTED
+    val = result.log["val"][-1] if result.log["val"] else {}
+    print(f"HCR retriever: {result.step} steps, final val (EMA) "
+          + ", ".join(f"{k} {v:.4g}" for k, v in val.items() if k != "step") + f" -> {args.out}")
+    if args.export:
+        export_model(result.ema.model, args.export, config, result, args.data,
+                     "python -m engine " + " ".join(sys.argv[1:]))
+        print(f"exported to {args.export}")
     return 0

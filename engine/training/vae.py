@@ -107,8 +107,16 @@ class VAETask:
 
 def make_task(kind: str, recipe: VAERecipe, train_examples: VAEExamples,
               val_examples: VAEExamples, batch_size: int, init: Path | None) -> VAETask:
+    if kind == "geomseg" and init is not None and (Path(init) / "seg").is_dir():
+        # A Geom-Seg VAE folder: continue training all of it (the recipe's sizes are unused).
+        from engine.models.geomseg_vae import GeomSegVAE
+
+        model = GeomSegVAE.from_pretrained(init).float().train()
+        return VAETask(model, lambda m, b: m.losses(b),
+                       lambda rng: train_examples.object_batch(rng, batch_size),
+                       lambda rng: val_examples.object_batch(rng, batch_size))
     if init is not None:
-        vae = VecSetVAE.from_pretrained(init).train()
+        vae = VecSetVAE.from_pretrained(init).float().train()
     else:
         vae = VecSetVAE(VecSetVAEConfig(**recipe.model))
         if recipe.logvar_init is not None:
@@ -172,7 +180,8 @@ def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainCo
         f"- Weights: {export['dtype']}, {export['megabytes']:.1f} MB (val loss fp32 "
         f"{export['val_loss_fp32']:.5f}, fp16 {export['val_loss_fp16']:.5f})",
         "- Reconstruction metrics: `python -m engine eval vae --split test "
-        f"--data {data} --model {folder}`",
+        + (f"--data {data} --model {folder}`" if kind == "part"
+           else f"--data {data} --geomseg {folder}`"),
         f"- Retrain: `python -m engine {' '.join(sys.argv[1:])}`", ""]
     (Path(folder) / "MODEL_CARD.md").write_text("\n".join(lines))
 
