@@ -139,7 +139,14 @@ def add_eval(subparsers) -> None:
     register(subparsers)
 
 
-COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity, add_train, add_eval]  # add new commands here
+def add_library(subparsers) -> None:
+    from engine.retrieval.cli import register
+
+    register(subparsers)
+
+
+COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity, add_train, add_eval,
+            add_library]  # add new commands here
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vae.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     vae.set_defaults(run=run_eval_vae)
 
+    ret = sub.add_parser("retrieval", help="part library retrieval: object recall, part "
+                         "precision, latency, query sheet")
+    ret.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ret.add_argument("--data", type=Path, default=Path("data/parts"), help="dataset folder")
+    ret.add_argument("--library", type=Path, default=Path("models/library"))
+    ret.add_argument("--retriever", type=Path, metavar="HCR_DIR",
+                     help="also evaluate this HCR retriever's space")
+    ret.add_argument("--limit", type=int, help="first N objects of the split")
+    ret.add_argument("--out", type=Path, default=Path("out/eval_retrieval"),
+                     help="folder for results.json")
+    ret.add_argument("--sheet", type=Path, default=Path("docs/retrieval_queries.png"),
+                     help="picture of 8 queries with their top-3 assets")
+    ret.add_argument("--threads", type=int, help="CPU threads for torch (default torch's)")
+    ret.set_defaults(run=run_eval_retrieval)
+
 
 def run_eval_vae(args: argparse.Namespace) -> int:
     from engine.eval.vae_eval import (ExtractOptions, evaluate_geomseg, evaluate_part_vae,
@@ -87,4 +102,49 @@ def run_eval_vae(args: argparse.Namespace) -> int:
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     if kept:
         print(f"comparison sheet: {write_comparison_sheet(kept, args.out / 'reconstructions.png')}")
+    return 0
+
+
+def run_eval_retrieval(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.retrieval.encoders import DEFAULT_ENCODER, load_encoder
+    from engine.retrieval.evaluate import evaluate_space, latency, load_queries, query_sheet
+    from engine.retrieval.hcr import HCR
+    from engine.retrieval.library import PartLibrary
+    from engine.retrieval.search import Searcher
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    library = PartLibrary.load(args.library)
+    queries = load_queries(args.data, args.split, args.limit)
+    retriever = HCR.from_pretrained(args.retriever) if args.retriever else None
+    encoders = {key: load_encoder(key) for key in library.encoders}
+    if retriever and retriever.config.encoder not in encoders:
+        encoders[retriever.config.encoder] = load_encoder(retriever.config.encoder)
+    searchers = [Searcher(library, encoders[key], space=key) for key in library.encoders]
+    if retriever:
+        searchers.append(Searcher(library, encoders[retriever.config.encoder], retriever))
+    rows = [evaluate_space(s, s.encoder, queries) for s in searchers]
+    objects = len({q.name for q in queries})
+    print(f"retrieval on {args.split} ({objects} objects, {len(queries)} views) from "
+          f"{args.library} ({len(library)} assets, {library.num_parts} parts)")
+    print("| features | object R@1 | object R@5 | part P@5 (mask) | part P@5 (no mask) |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        free = row.get("maskfree_part_precision@5")
+        print(f"| {row['space']} | {row['object_recall@1']:.3f} | {row['object_recall@5']:.3f} "
+              f"| {row['part_precision@5']:.3f} | {'-' if free is None else f'{free:.3f}'} |")
+    default = encoders.get(DEFAULT_ENCODER) or load_encoder(DEFAULT_ENCODER)
+    dims = [default.token_dim] + ([retriever.config.embed_dim] if retriever else [])
+    timing = latency(default, args.library, dims)
+    searches = ", ".join(f"{ms:.3f} ms ({space})" for space, ms in timing["search_ms"].items())
+    print(f"latency: encode one image with {timing['encoder']} {timing['encode_ms']:.1f} ms; "
+          f"top-3 among {timing['search_assets']:,} assets {searches}; library load "
+          f"({timing['library_assets']} assets) {timing['load_ms']:.1f} ms")
+    best = searchers[-1]
+    print(f"query sheet ({best.name}): {query_sheet(best, queries, args.sheet)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"rows": rows, "latency": timing},
+                                                      indent=1))
     return 0

@@ -1,0 +1,47 @@
+"""The 3D side of retrieval: VecSet VAE latents of every part, encoded in the OBJECT frame
+as the VAE was trained (engine/training/vae.py), and their mean over tokens (HCR's y_i)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.data.asset import PartAsset
+from engine.eval.metrics import sample_surface
+from engine.models.vecset_vae import VecSetVAE
+from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
+
+DEFAULT_POINTS, DEFAULT_TOKENS = 1024, 128  # for VAE folders that do not record theirs
+
+
+class PartEncoder:
+    """Part meshes -> posterior-mean latents (parts, T, C), deterministic for a seed."""
+
+    def __init__(self, vae_folder: str | Path, device: str | torch.device = "cpu"):
+        self.folder = Path(vae_folder)
+        self.vae = VecSetVAE.from_pretrained(self.folder).float().to(device)
+        extra = self.vae.extra_config
+        self.points = int(extra.get(ENCODE_POINTS_KEY, DEFAULT_POINTS))
+        self.tokens = int(extra.get(ENCODE_TOKENS_KEY, DEFAULT_TOKENS))
+        self.channels = self.vae.config.latent_channels
+        self.device = torch.device(device)
+
+    def describe(self) -> dict:
+        """What a library or feature cache records about the latents it holds."""
+        return {"vae": str(self.folder), "tokens": self.tokens, "points": self.points,
+                "channels": self.channels}
+
+    @torch.no_grad()
+    def encode(self, asset: PartAsset, seed: int) -> np.ndarray:
+        """(parts, tokens, channels) float32 posterior means, one batch for all parts."""
+        rng = np.random.default_rng(seed)
+        clouds = []
+        for part in asset.parts:
+            s = sample_surface(part.object_vertices(), part.faces, self.points, rng)
+            clouds.append(np.concatenate([s.points, s.normals], 1))
+        points = torch.from_numpy(np.stack(clouds)).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        posterior = self.vae.encode(points, self.tokens, generator=generator)
+        return posterior.mean.float().cpu().numpy()

@@ -1,0 +1,274 @@
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from engine.cli import main
+from engine.retrieval.builder import build_library
+from engine.retrieval.encoders import load_encoder
+from engine.retrieval.hcr import HCR, HCRConfig
+from engine.retrieval.importers import import_asset, part_name
+from engine.retrieval.index import VectorIndex
+from engine.retrieval.library import INDEX_NAME, LibraryError, PartLibrary, write_library
+from engine.retrieval.search import Searcher
+from engine.retrieval.selection import coverage, spherical_kmeans_medoids
+from engine.retrieval.shape import PartEncoder
+from retrieval_data import SPLITS, write_rendered_dataset, write_tiny_vae
+
+torch.set_num_threads(1)
+
+
+def test_kmeans_medoids_cover_well_separated_clusters():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 16))
+    points = np.concatenate([c + 0.05 * rng.normal(size=(20, 16)) for c in centres])
+    chosen = spherical_kmeans_medoids(points, 5, seed=1)
+    assert len(chosen) == 5 and len(set(chosen // 20)) == 5  # one medoid per cluster
+    assert coverage(points, chosen) > 0.99
+    assert (spherical_kmeans_medoids(points, 100) == np.arange(100)).all()
+    picked = spherical_kmeans_medoids(points, 37, seed=2)
+    assert len(np.unique(picked)) == 37
+    with pytest.raises(ValueError, match="cannot choose"):
+        spherical_kmeans_medoids(points, 101)
+
+
+def test_index_exact_and_ivf_agree_and_skip_missing_vectors():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2000, 32)).astype(np.float32)
+    vectors[7] = 0.0  # a part no view shows
+    exact, ivf = VectorIndex(vectors), VectorIndex(vectors, exact_limit=100)
+    assert exact.kind == "flat" and ivf.kind.startswith("ivf") and len(exact) == 1999
+    queries = vectors[[1, 2, 3]] + 0.01 * rng.normal(size=(3, 32)).astype(np.float32)
+    scores, rows = exact.search(queries, 3)
+    assert (rows[:, 0] == [1, 2, 3]).all() and np.all(np.diff(scores, axis=1) <= 0)
+    assert (ivf.search(queries, 3)[1][:, 0] == [1, 2, 3]).all()
+    assert 7 not in exact.search(np.zeros((1, 32)) + vectors[7:8] + 1.0, 1999)[1]
+    small = VectorIndex(vectors[:2])
+    assert (small.search(vectors[:1], 4)[1][0] == [0, 1, -1, -1]).all()
+    with pytest.raises(ValueError, match="dimensions"):
+        exact.search(np.zeros((1, 8)), 1)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("library")
+    dataset = write_rendered_dataset(root / "dataset")
+    vae = write_tiny_vae(root / "vae")
+    encoder = load_encoder()
+    summary = build_library(dataset, root / "library", [encoder], PartEncoder(vae), size=4,
+                            progress=False)
+    return dataset, vae, root / "library", encoder, summary
+
+
+def test_build_keeps_medoids_with_everything_an_asset_needs(built):
+    dataset, vae, folder, encoder, summary = built
+    assert summary["assets"] == 4 and summary["candidates"] == len(SPLITS["train"])
+    library = PartLibrary.load(folder)
+    assert len(library) == 4 and library.encoders == ["efficientnet-lite0"]
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    names = [r["name"] for r in manifest["splits"]["train"]]
+    assert set(library.ids) <= set(names)
+    from engine.data.dataset import load_asset
+
+    original = load_asset(dataset / "train" / library.ids[0])
+    asset = library.asset(library.ids[0])
+    assert asset.labels == original.labels
+    for mine, theirs in zip(asset.parts, original.parts):
+        np.testing.assert_array_equal(mine.vertices, theirs.vertices)
+        np.testing.assert_array_equal(mine.faces, theirs.faces)
+        np.testing.assert_array_equal(mine.transform, theirs.transform)
+        assert mine.mesh_id == theirs.mesh_id
+    parts = len(asset.parts)
+    assert library.latents(0).shape == (parts, 8, 4)
+    assert library.embeddings("efficientnet-lite0", "part").shape == (library.num_parts, 1280)
+    assert library.thumbnail(0).shape == (128, 128, 4)
+    rgba, mask = library.view(0, 1)
+    expected = np.asarray(Image.open(dataset / "train" / library.ids[0] / "mask_01.png"))
+    np.testing.assert_array_equal(mask, expected)
+    assert rgba.shape == (64, 64, 4)
+    assert library.shape_features("object").shape == (4, 4)
+
+
+def test_library_loads_fast_and_rejects_other_versions(built, tmp_path):
+    folder = built[2]
+    started = time.perf_counter()
+    PartLibrary.load(folder)
+    assert time.perf_counter() - started < 0.5
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in folder.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    info = json.loads((copy / INDEX_NAME).read_text())
+    (copy / INDEX_NAME).write_text(json.dumps({**info, "version": 99}))
+    with pytest.raises(LibraryError, match="version 99"):
+        PartLibrary.load(copy)
+    with pytest.raises(LibraryError, match="not a part library"):
+        PartLibrary.load(tmp_path)
+
+
+def test_rewrite_is_atomic_and_leaves_no_stale_files(built, tmp_path):
+    library = PartLibrary.load(built[2])
+    records = library.records()
+    folder = tmp_path / "lib"
+    write_library(folder, records, {"efficientnet-lite0": 1280}, library.info["shape"])
+    first = sorted(p.name for p in folder.iterdir())
+    write_library(folder, records[:2], {"efficientnet-lite0": 1280}, library.info["shape"])
+    second = sorted(p.name for p in folder.iterdir())
+    assert len(first) == len(second) == 3 and first != second
+    assert len(PartLibrary.load(folder)) == 2
+    with pytest.raises(LibraryError, match="duplicate"):
+        write_library(folder, records[:1] * 2, {"efficientnet-lite0": 1280}, library.info["shape"])
+
+
+def test_searches_by_image_mask_text_and_part(built):
+    dataset, _, folder, encoder, _ = built
+    library = PartLibrary.load(folder)
+    searcher = Searcher(library, encoder)
+    rgba, mask = library.view(0, 0)
+    hits = searcher.by_image(rgba, 3)
+    assert hits[0].asset_id == library.ids[0] and hits[0].part is None
+    assert hits[0].label == library.assets[0]["category"] and hits[0].score > 0.9
+    part_hits = searcher.by_image(rgba, 2, mask == 0)
+    assert (part_hits[0].asset_id, part_hits[0].part) == (library.ids[0], 0)
+    label = library.part_labels[0]
+    text_hits = searcher.by_text(label, 2)
+    assert text_hits[0].label == label and text_hits[0].score == 1.0
+    swaps = searcher.by_part(library.ids[0], 0, 3)
+    assert all(h.asset_id != library.ids[0] for h in swaps) and len(swaps) == 3
+    with pytest.raises(LibraryError, match="needs an HCR retriever"):
+        searcher.parts_in_image(rgba)
+    with pytest.raises(ValueError, match="selects no pixels"):
+        searcher.by_image(rgba, 1, np.zeros(mask.shape, dtype=bool))
+
+
+def test_hcr_space_searches_the_libraries_latents(built):
+    _, _, folder, encoder, _ = built
+    library = PartLibrary.load(folder)
+    retriever = HCR(HCRConfig(token_dim=1280, latent_dim=4, embed_dim=8, hidden_dim=16,
+                              part_queries=3, attention_dim=8)).eval()
+    searcher = Searcher(library, encoder, retriever)
+    rgba, mask = library.view(1, 0)
+    assert len(searcher.by_image(rgba, 2)) == 2
+    assert searcher.by_image(rgba, 2, mask == 1)[0].part is not None
+    free = searcher.parts_in_image(rgba, 4)
+    assert len(free) == 4 and len({(h.asset_id, h.part) for h in free}) == 4
+    wrong = HCR(HCRConfig(latent_dim=5))
+    with pytest.raises(LibraryError, match="latent channels"):
+        Searcher(library, encoder, wrong)
+
+
+def write_glb(path):
+    seat = trimesh.creation.box((1.0, 0.2, 1.0))
+    leg = trimesh.creation.cylinder(0.05, 0.8)
+    scene = trimesh.Scene()
+    up = trimesh.transformations.translation_matrix((0, 0.9, 0))
+    scene.add_geometry(seat, node_name="seat", transform=up)
+    for i, (x, z) in enumerate([(-0.4, -0.4), (0.4, -0.4), (-0.4, 0.4), (0.4, 0.4)]):
+        matrix = trimesh.transformations.rotation_matrix(np.pi / 2, (1, 0, 0))
+        matrix[:3, 3] = (x, 0.4, z)
+        scene.add_geometry(leg, node_name=f"leg.{i:03d}", geom_name="leg", transform=matrix)
+    scene.export(path)
+    return path
+
+
+def test_importers_read_glb_nodes_and_obj_groups(tmp_path):
+    asset = import_asset(write_glb(tmp_path / "stool.glb"), "stool")
+    assert asset.labels == ["stool_leg"] * 4 + ["stool_seat"]
+    assert len({p.mesh_id for p in asset.parts}) == 2  # the four legs share one mesh
+    verts = np.concatenate([p.object_vertices() for p in asset.parts])
+    assert np.isclose((verts.max(0) - verts.min(0)).max(), 2.0)
+    np.testing.assert_allclose((verts.max(0) + verts.min(0)) / 2, 0.0, atol=1e-6)
+    obj = tmp_path / "thing.obj"
+    tet = "f {0} {1} {2}\nf {0} {1} {3}\nf {0} {2} {3}\nf {1} {2} {3}\n"
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nv 2 0 0\nv 3 0 0\nv 2 1 0\nv 2 0 1 1\n"
+                   "g Body\n" + tet.format(1, 2, 3, 4)
+                   + "o Handle_2\n" + tet.format(-4, -3, -2, -1))
+    thing = import_asset(obj, "jug", {"Body": "jug_body"})
+    assert thing.labels == ["jug_body", "jug_handle"]
+    assert [len(p.faces) for p in thing.parts] == [4, 4]
+    assert part_name("Leg.001") == "leg" and part_name("Arm Rest_12") == "arm_rest"
+    with pytest.raises(ValueError, match="no parts named"):
+        import_asset(obj, "jug", {"Lid": "jug_lid"})
+    with pytest.raises(ValueError, match="unsupported format"):
+        import_asset(tmp_path / "x.ply", "jug")
+
+
+def test_cli_add_glb_then_search_finds_its_parts(built, tmp_path, capsys):
+    dataset, vae, folder, _, _ = built
+    library = tmp_path / "library"
+    assert main(["library", "build", "--data", str(dataset), "--vae", str(vae), "--out",
+                 str(library), "--size", "3", "--device", "cpu", "--threads", "1"]) == 0
+    glb = write_glb(tmp_path / "stool.glb")
+    assert main(["library", "add", str(glb), "--library", str(library), "--category", "stool",
+                 "--label", "seat=stool_top", "--device", "cpu"]) == 0
+    loaded = PartLibrary.load(library)
+    assert len(loaded) == 4 and loaded.assets[-1]["category"] == "stool"
+    new = loaded.ids[-1]
+    assert loaded.asset(new).labels == ["stool_leg"] * 4 + ["stool_top"]
+    rgba, mask = loaded.view(3, 0)
+    assert set(np.unique(mask)) <= {0, 1, 2, 3, 4, 255} and (mask == 4).any()
+    query = tmp_path / "query.png"
+    Image.fromarray(rgba).save(query)
+    capsys.readouterr()
+    assert main(["library", "search", "--library", str(library), "--image", str(query),
+                 "--json", "--k", "2"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["asset_id"] == new and hits[0]["label"] == "stool" and hits[0]["part"] is None
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(mask).save(mask_path)
+    assert main(["library", "search", "--library", str(library), "--image", str(query),
+                 "--mask", str(mask_path), "--part", "4", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert (hits[0]["asset_id"], hits[0]["part"], hits[0]["label"]) == (new, 4, "stool_top")
+    assert main(["library", "search", "--library", str(library), "--text", "stool top",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] == "stool_top"
+    assert main(["library", "search", "--library", str(library), "--asset", new, "--part", "0",
+                 "--json"]) == 0
+    assert all(h["asset_id"] != new for h in json.loads(capsys.readouterr().out))
+    assert main(["library", "info", str(library)]) == 0
+    assert "4 assets" in capsys.readouterr().out
+    assert main(["library", "add", str(glb), "--library", str(library), "--device", "cpu"]) == 2
+    assert "already in the library" in capsys.readouterr().err
+    assert main(["library", "search", "--library", str(library), "--asset", "nope", "--part",
+                 "0"]) == 2
+    assert "no asset 'nope'" in capsys.readouterr().err
+
+
+def test_eval_retrieval_prints_the_table_latency_and_writes_the_sheet(built, tmp_path, capsys):
+    dataset, _, folder, _, _ = built
+    retriever = tmp_path / "hcr"
+    HCR(HCRConfig(token_dim=1280, latent_dim=4, embed_dim=8, hidden_dim=16, part_queries=3,
+                  attention_dim=8)).save_pretrained(retriever)
+    sheet = tmp_path / "sheet.png"
+    assert main(["eval", "retrieval", "--data", str(dataset), "--library", str(folder),
+                 "--retriever", str(retriever), "--out", str(tmp_path / "out"), "--sheet",
+                 str(sheet), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| efficientnet-lite0 |" in out and "| efficientnet-lite0 + HCR |" in out
+    assert "top-3 among 10,000 assets" in out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["rows"][0]["queries"] == len(SPLITS["test"]) * 2
+    assert 0.0 <= results["rows"][1]["maskfree_part_precision@5"] <= 1.0
+    assert Image.open(sheet).size[0] > 4 * 128
+
+
+def test_clip_embeddings_answer_text_queries(built, tmp_path):
+    from test_retrieval_encoders import write_tiny_clip
+
+    dataset, vae, _, encoder, _ = built
+    clip = load_encoder(f"clip:{write_tiny_clip(tmp_path / 'clip')}")
+    build_library(dataset, tmp_path / "library", [encoder, clip], PartEncoder(vae), size=3,
+                  progress=False)
+    library = PartLibrary.load(tmp_path / "library")
+    assert library.encoders == ["efficientnet-lite0", clip.key]
+    assert library.embeddings(clip.key, "part").shape == (library.num_parts, 16)
+    hits = Searcher(library, encoder).by_text("chair leg", 2, text_encoder=clip)
+    assert len(hits) == 2 and all(h.part is not None for h in hits)
+    # The CLIP space is searchable by image too.
+    rgba, _ = library.view(0, 0)
+    assert Searcher(library, clip).by_image(rgba, 1)[0].asset_id == library.ids[0]
