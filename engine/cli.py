@@ -28,6 +28,9 @@ def add_serve(subparsers) -> None:
     parser.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
                         help="import MODULE and call its register_pipelines() before serving "
                         "(repeatable; for pipelines that are not part of the engine)")
+    parser.add_argument("--models", type=Path, metavar="DIR",
+                        help="model bundle folder (default: the repository's models/); "
+                        "DIR/partrag serves generate requests when present")
     parser.set_defaults(run=serve)
 
 
@@ -39,6 +42,9 @@ def serve(args) -> int:
 
     for name in args.pipeline_module:
         importlib.import_module(name).register_pipelines()
+    from engine.pipelines.serving import DEFAULT_MODELS, register_installed
+
+    register_installed(args.models or DEFAULT_MODELS)
     try:
         server = EngineServer(args.address, args.keys)
     except BindRefused as error:
@@ -81,7 +87,14 @@ def keys(args) -> int:
 
 def add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure and print performance figures")
-    parser.add_argument("target", choices=["bridge", "data", "metrics", "fps", "extraction"], help="what to measure")
+    parser.add_argument("target", choices=["bridge", "data", "metrics", "fps", "extraction", "generate"],
+                        help="what to measure")
+    parser.add_argument("--model", type=Path, default=Path("models/partrag"),
+                        help="generate: the PartRAG bundle")
+    parser.add_argument("--image", type=Path,
+                        help="generate: reference image (default: the first test view of --data)")
+    parser.add_argument("--data", type=Path, default=Path("data/parts"),
+                        help="generate: dataset to take the default image from")
     parser.set_defaults(run=bench)
 
 
@@ -94,6 +107,10 @@ def bench(args) -> int:
         from engine.geometry.extraction import bench_extraction
 
         bench_extraction()
+    elif args.target == "generate":
+        from engine.eval.generation import print_bench_generate
+
+        print_bench_generate(args.model, args.image, args.data)
     elif args.target == "fps":
         from engine.geometry.bench import bench_fps
 
@@ -139,6 +156,12 @@ def add_eval(subparsers) -> None:
     register(subparsers)
 
 
+def add_generate(subparsers) -> None:
+    from engine.pipelines.cli import register
+
+    register(subparsers)
+
+
 def add_library(subparsers) -> None:
     from engine.retrieval.cli import register
 
@@ -146,7 +169,7 @@ def add_library(subparsers) -> None:
 
 
 COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity, add_train, add_eval,
-            add_library]  # add new commands here
+            add_library, add_generate]  # add new commands here
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,9 @@ INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a network (resumable run folders)")
     sub = parser.add_subparsers(dest="train_command", required=True)
+    from engine.training.dit_cli import add_dit
+
+    add_dit(sub)
 
     vae = sub.add_parser("vae", help="part VAE or Geom-Seg VAE on a dataset's cached examples")
     vae.add_argument("--kind", choices=["part", "geomseg"], required=True,

@@ -28,7 +28,6 @@ from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
 from engine.models.flow_sampler import FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
-from engine.models.vecset_vae import VecSetVAE
 from engine.training import dit_data
 from engine.training.flow_matching import (NUM_TRAIN_TIMESTEPS, flow_target, logit_normal_sigmas,
                                            noisy_latents, per_row)

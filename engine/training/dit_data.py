@@ -15,7 +15,7 @@ view retrieves its top-k from that bank with its own object excluded.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

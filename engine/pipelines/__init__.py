@@ -1,0 +1,1 @@
+"""Pipelines that compose the networks: image -> parts (PartRAG)."""

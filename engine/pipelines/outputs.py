@@ -1,0 +1,76 @@
+"""Files of one generation: part_XX.glb, object.glb, parts.json, retrieved.json, preview.png.
+
+GLB files keep the part structure: every part is a node carrying its rigid transform over a
+local-frame mesh, and parts sharing a mesh id share one glTF mesh (linked duplicates)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from engine.data.asset import Part, PartAsset
+
+PREVIEW_SIZE = 512
+PREVIEW_MATERIAL = (0.7, 0.7, 0.7)
+
+
+def scene_of(parts) -> trimesh.Scene:
+    scene = trimesh.Scene()
+    meshes = {}
+    for part in parts:
+        if part.mesh_id not in meshes:
+            meshes[part.mesh_id] = trimesh.Trimesh(part.vertices, part.faces, process=False)
+        scene.add_geometry(meshes[part.mesh_id], node_name=f"{part.index:02d}_{part.label}",
+                           geom_name=part.mesh_id, transform=part.transform)
+    return scene
+
+
+def as_asset(parts) -> PartAsset:
+    """Generated parts as a PartAsset (for the renderer and the metrics)."""
+    ids = {mesh_id: n for n, mesh_id in enumerate(dict.fromkeys(p.mesh_id for p in parts))}
+    return PartAsset("generated", 0, [Part(p.label, p.vertices, p.faces, p.transform,
+                                           ids[p.mesh_id], 0) for p in parts],
+                     np.array([PREVIEW_MATERIAL]))
+
+
+def render_preview(parts, path: Path, renderer=None) -> Path:
+    """Part-coloured render from the contact sheets' viewpoint."""
+    from engine.data.preview import SHEET_VIEW
+    from engine.render import Renderer, orbit
+    from PIL import Image
+
+    camera = orbit(**SHEET_VIEW, width=PREVIEW_SIZE, height=PREVIEW_SIZE)
+    if renderer is None:
+        with Renderer() as own:
+            image = own.render(as_asset(parts), [camera], preview=True)[0].preview
+    else:
+        image = renderer.render(as_asset(parts), [camera], preview=True)[0].preview
+    Image.fromarray(image).save(path)
+    return path
+
+
+def write_generation(generation, out: Path, preview: bool = True) -> list[Path]:
+    """Write every file of a Generation into `out`; returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for part in generation.parts:
+        path = out / f"part_{part.index:02d}.glb"
+        scene_of([part]).export(path)
+        paths.append(path)
+    scene_of(generation.parts).export(out / "object.glb")
+    paths.append(out / "object.glb")
+    (out / "parts.json").write_text(json.dumps({
+        "parts": [{"index": p.index, "label": p.label, "mesh_id": p.mesh_id,
+                   "transform": p.transform.tolist(), "vertices": len(p.vertices),
+                   "faces": len(p.faces), "empty": p.empty, "file": f"part_{p.index:02d}.glb"}
+                  for p in generation.parts],
+        "timings": generation.timings, "params": generation.params}, indent=1))
+    (out / "retrieved.json").write_text(json.dumps(generation.retrieved, indent=1))
+    paths += [out / "parts.json", out / "retrieved.json"]
+    if preview:
+        paths.append(render_preview(generation.parts, out / "preview.png"))
+    return paths

@@ -1,0 +1,313 @@
+"""PartRAG generator: flow conventions, DiT training (resume), the pipeline, the generate
+CLI and the engine server's generate, all on a tiny random bundle built through the real
+training and export code."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.cli import main
+from engine.data.categories import generate_asset
+from engine.data.dataset import save_asset_arrays
+from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
+from engine.pipelines.decode import ExtractSettings
+from engine.pipelines.image_prep import ImageError, frame_object, to_rgba
+from engine.pipelines.partrag import PartRAGPipeline
+from engine.training import dit_data
+from engine.training.dit import RECIPES, dit_losses, train_dit
+from engine.training.flow_matching import (flow_target, logit_normal_sigmas, noisy_latents,
+                                           per_row)
+from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
+from engine.training.vae import RECIPES as VAE_RECIPES
+
+SPLITS = {"train": ["chair", "table", "mug", "car", "stool"], "val": ["bottle"],
+          "test": ["chair", "bucket"]}
+SIZE = 64
+FAST = ExtractSettings(resolution=32, coarse_resolution=16)
+
+
+def fake_views(asset, views=2):
+    """RGBA images and part masks: every part's XY bounding box, drawn back to front."""
+    images, masks = [], []
+    for v in range(views):
+        rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+        mask = np.full((SIZE, SIZE), 255, np.uint8)
+        for k, part in enumerate(asset.parts):
+            xyz = part.object_vertices()
+            lo = ((xyz.min(0)[:2] * 0.4 + 0.5) * SIZE).astype(int)
+            hi = ((xyz.max(0)[:2] * 0.4 + 0.5) * SIZE).astype(int) + 1
+            rows = slice(SIZE - hi[1], SIZE - lo[1])
+            cols = slice(lo[0] + v, hi[0] + v)
+            rgba[rows, cols] = ((40 * k + 30) % 256, 200 - 20 * k, 90, 255)
+            mask[rows, cols] = k
+        images.append(rgba)
+        masks.append(mask)
+    return images, masks
+
+
+def write_dataset(root):
+    manifest = {"splits": {}}
+    for s, (split, names) in enumerate(SPLITS.items()):
+        records = []
+        for i, category in enumerate(names):
+            asset = generate_asset(category, 10 * s + i)
+            name = f"{category}-{10 * s + i:010d}"
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            save_asset_arrays(folder / "asset.npz", asset)
+            images, masks = fake_views(asset)
+            views = []
+            for v, (image, mask) in enumerate(zip(images, masks)):
+                Image.fromarray(image).save(folder / f"view_{v:02d}.png")
+                Image.fromarray(mask).save(folder / f"mask_{v:02d}.png")
+                views.append({"image": f"view_{v:02d}.png", "mask": f"mask_{v:02d}.png"})
+            (folder / "meta.json").write_text(json.dumps(
+                {"category": category, "seed": asset.seed, "labels": asset.labels,
+                 "params": asset.params, "views": views}))
+            records.append({"name": name, "category": category, "parts": len(asset.parts),
+                            "part_iou": 0.0})
+        manifest["splits"][split] = records
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def tiny_vae_folder(folder):
+    torch.manual_seed(0)
+    recipe = VAE_RECIPES["tiny"]
+    vae = VecSetVAE(VecSetVAEConfig(**recipe.model), **{ENCODE_TOKENS_KEY: recipe.num_tokens,
+                                                        ENCODE_POINTS_KEY: recipe.points})
+    vae.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("partrag")
+    data = write_dataset(root / "data")
+    vae = tiny_vae_folder(root / "vae")
+    recipe = RECIPES["tiny"]
+    result, exported = train_dit(data, vae, root / "run", recipe, recipe.train_config(),
+                                 root / "cache", export=root / "models" / "partrag",
+                                 device="cpu", progress=False)
+    assert result.finished and exported is not None
+    return {"root": root, "data": data, "vae": vae, "cache": root / "cache",
+            "bundle": root / "models" / "partrag"}
+
+
+@pytest.fixture(scope="module")
+def pipeline(world):
+    return PartRAGPipeline(world["bundle"], extract=FAST)
+
+
+def reference_image(world):
+    folder = world["data"] / "test" / json.loads(
+        (world["data"] / "manifest.json").read_text())["splits"]["test"][0]["name"]
+    return np.asarray(Image.open(folder / "view_00.png").convert("RGBA"))
+
+
+# ------------------------------------------------------------------ flow conventions
+
+
+def test_flow_convention_and_euler_inverse():
+    x0, noise = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    sigma = torch.tensor([0.0, 0.5, 1.0])
+    x = noisy_latents(x0, noise, sigma)
+    assert torch.equal(x[0], x0[0]) and torch.equal(x[2], noise[2])
+    assert torch.allclose(x[1], 0.5 * x0[1] + 0.5 * noise[1])
+    # One Euler step from σ to 0 with the true v lands on x0 (the sampler's convention).
+    v = flow_target(x0, noise)
+    assert torch.allclose(x + sigma[:, None, None] * v, x0, atol=1e-6)
+
+
+def test_logit_normal_sigmas_are_shared_by_the_parts_of_an_object():
+    torch.manual_seed(0)
+    sigma = logit_normal_sigmas(20000)
+    assert ((sigma > 0) & (sigma < 1)).all()
+    assert abs(sigma.median().item() - 0.5) < 0.02
+    assert abs(torch.logit(sigma).std().item() - 1.0) < 0.03
+    rows = per_row(torch.tensor([0.1, 0.7]), torch.tensor([2, 3]))
+    assert rows.tolist() == pytest.approx([0.1, 0.1, 0.7, 0.7, 0.7])
+
+
+def test_training_step_uses_one_sigma_per_object_and_drops_conditions(world):
+    objects = dit_data.load_cached(sorted((world["cache"] / "train").glob("*.npz")))
+    bank = dit_data.build_bank(objects, dit_data.BankOptions(**RECIPES["tiny"].bank))
+    examples = dit_data.DiTExamples(objects, bank, 2, dit_data.label_vocabulary(objects))
+    batch = examples.batch(np.random.default_rng(0), 3, k=2)
+    assert batch["exemplar_latents"].shape[:2] == (3, 2)
+    batch["drop"] = torch.tensor([0.05, 0.5, 0.9])  # the first object's condition is dropped
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, latents, timestep, context, num_parts):
+            seen.update(timestep=timestep, context=context, counts=num_parts)
+            return torch.zeros_like(latents, requires_grad=True)
+
+    from engine.training.dit import make_model
+
+    model = make_model(RECIPES["tiny"], objects[0].latents.shape[-1],
+                       objects[0].tokens.shape[-1], 1, None)
+    model.transformer = Recorder()
+    dit_losses(model, batch, 0.1)
+    groups = torch.split(seen["timestep"], seen["counts"].tolist())
+    assert all(torch.all(g == g[0]) for g in groups)
+    contexts = torch.split(seen["context"], seen["counts"].tolist())
+    assert torch.all(contexts[0] == 0) and all(c.abs().sum() > 0 for c in contexts[1:])
+
+
+# ------------------------------------------------------------------ training
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_resumed_training_equals_uninterrupted(world, tmp_path, monkeypatch, stage):
+    recipe = RECIPES["tiny"]
+    config = recipe.train_config(steps=4, checkpoint_every=100)
+    run = lambda folder, resume=False: train_dit(world["data"], world["vae"], tmp_path / folder,
+                                                 recipe, config, world["cache"], stage=stage,
+                                                 device="cpu", resume=resume, progress=False)
+    straight, _ = run("straight")
+    original = dit_data.DiTExamples.batch
+    calls = [0]
+
+    def interrupted(self, rng, size, k=None):
+        calls[0] += 1
+        if calls[0] == 2:  # SIGINT during step 2: the loop stops after it
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, rng, size, k)
+
+    monkeypatch.setattr(dit_data.DiTExamples, "batch", interrupted)
+    first, _ = run("resumed")
+    assert (first.step, first.finished) == (2, False)
+    monkeypatch.setattr(dit_data.DiTExamples, "batch", original)
+    resumed, _ = run("resumed", resume=True)
+    assert (resumed.step, resumed.finished) == (4, True)
+    for (name, a), b in zip(straight.ema.state_dict().items(), resumed.ema.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "resumed" / "loss.png").is_file()
+    if stage == 2:
+        assert "hcr" in resumed.log["train"][-1]
+
+
+def test_bundle_layout_and_model_card(world):
+    bundle = world["bundle"]
+    for sub in ("transformer/config.json", "scheduler/scheduler_config.json", "rag/config.json",
+                "rag/bank.npz", "rag/retrieval.json", "vae/config.json", "model_index.json"):
+        assert (bundle / sub).is_file(), sub
+    assert "Retrain: `python -m engine" in (bundle / "MODEL_CARD.md").read_text()
+
+
+# ------------------------------------------------------------------ pipeline
+
+
+def check_parts(generation, n):
+    assert [p.index for p in generation.parts] == list(range(n))
+    for p in generation.parts:
+        assert p.vertices.dtype == np.float32 and p.vertices.ndim == 2 and len(p.vertices)
+        assert p.faces.dtype == np.int32 and p.faces.min() >= 0
+        assert p.faces.max() < len(p.vertices)
+        assert p.transform.dtype == np.float64 and p.transform.shape == (4, 4)
+        assert np.allclose(p.transform[:3, :3], np.eye(3))
+        # local frame: origin at the bounding-box centre
+        assert np.allclose((p.vertices.min(0) + p.vertices.max(0)) / 2, 0, atol=1e-5)
+        assert isinstance(p.label, str) and p.label and isinstance(p.mesh_id, str)
+
+
+def test_pipeline_returns_n_parts_deterministically(world, pipeline):
+    image = reference_image(world)
+    stages = []
+    first = pipeline(image, 3, steps=2, seed=4, top_k=2,
+                     progress=lambda stage, fraction: stages.append((stage, fraction)))
+    check_parts(first, 3)
+    assert len(first.retrieved) == 2
+    assert [s for s, _ in stages][0] == "encode" and stages[-1] == ("decode", 1.0)
+    fractions = [f for _, f in stages]
+    assert fractions == sorted(fractions)
+    again = pipeline(image, 3, steps=2, seed=4, top_k=2)
+    for a, b in zip(first.parts, again.parts):
+        assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.transform, b.transform)
+    objects = dit_data.load_cached(sorted((world["cache"] / "train").glob("*.npz")))
+    labels = {label for o in objects for label in o.labels}
+    assert {p.label for p in first.parts} <= labels
+
+
+def test_pipeline_without_retrieval_and_with_rgb_input(world, pipeline):
+    rgba = reference_image(world)
+    rgb = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(np.uint8)
+    generation = pipeline(rgb, 1, steps=1, seed=0, top_k=0)
+    check_parts(generation, 1)
+    assert generation.retrieved == []
+
+
+def test_pipeline_cancels_between_steps(world, pipeline):
+    class Stop(Exception):
+        pass
+
+    calls = [0]
+
+    def check():
+        calls[0] += 1
+        if calls[0] == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipeline(reference_image(world), 2, steps=10, check_cancelled=check)
+    assert calls[0] == 4
+
+
+def test_pipeline_rejects_bad_requests(world, pipeline):
+    with pytest.raises(ValueError, match="1 to 8 parts"):
+        pipeline(reference_image(world), 9)
+    with pytest.raises(ImageError, match="no uniform background"):
+        pipeline(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8), 2)
+    with pytest.raises(ImageError, match="no opaque"):
+        pipeline(np.zeros((16, 16, 4), np.uint8), 2)
+
+
+def test_image_framing_crops_and_pads_to_a_square():
+    rgba = np.zeros((40, 80, 4), np.uint8)
+    rgba[10:20, 30:60] = 255
+    framed, _ = frame_object(rgba)
+    assert framed.shape == (36, 36, 4)
+    assert (framed[..., 3] > 0).sum() == 300
+    rgb = np.full((30, 30, 3), 250, np.uint8)
+    rgb[10:20, 10:20] = (20, 40, 60)
+    alpha = to_rgba(rgb)[..., 3]
+    assert (alpha > 0).sum() == 100 and alpha[15, 15] == 255
+
+
+# ------------------------------------------------------------------ CLI and server
+
+
+def test_generate_cli_writes_every_file(world, tmp_path):
+    image = tmp_path / "input.png"
+    Image.fromarray(reference_image(world)).save(image)
+    out = tmp_path / "out"
+    assert main(["generate", str(image), "--parts", "2", "--model", str(world["bundle"]),
+                 "--steps", "1", "--top-k", "1", "--out", str(out)]) == 0
+    names = {"part_00.glb", "part_01.glb", "object.glb", "parts.json", "retrieved.json",
+             "preview.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    parts = json.loads((out / "parts.json").read_text())
+    assert len(parts["parts"]) == 2 and {"encode", "retrieve", "denoise", "decode"} <= set(parts["timings"])
+    assert len(json.loads((out / "retrieved.json").read_text())) == 1
+
+
+def test_server_generate_end_to_end(world, tmp_path):
+    from bridge import EngineClient
+    from bridge_harness import EngineProcess
+
+    engine = EngineProcess(tmp_path, "--models", str(world["bundle"].parent))
+    try:
+        with EngineClient(engine.address) as client:
+            assert any(m["name"] == "partrag" for m in client.hello()["models"])
+            result = client.generate(reference_image(world), parts=2, seed=1, steps=1, top_k=1)
+            assert len(result.parts) == 2
+            assert len(result.metadata["retrieved"]) == 1
+            assert {p.index for p in result.parts} == {0, 1}
+    finally:
+        engine.stop()
