@@ -9,6 +9,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.retrieval.builder import build_library
+from engine.retrieval.compact import STEPS, decode_rgba, encode_rgba, pack_meshes, unpack_mesh
 from engine.retrieval.encoders import load_encoder
 from engine.retrieval.hcr import HCR, HCRConfig
 from engine.retrieval.importers import import_asset, part_name
@@ -74,23 +75,78 @@ def test_build_keeps_medoids_with_everything_an_asset_needs(built):
     assert set(library.ids) <= set(names)
     from engine.data.dataset import load_asset
 
-    original = load_asset(dataset / "train" / library.ids[0])
-    asset = library.asset(library.ids[0])
-    assert asset.labels == original.labels
-    for mine, theirs in zip(asset.parts, original.parts):
-        np.testing.assert_array_equal(mine.vertices, theirs.vertices)
-        np.testing.assert_array_equal(mine.faces, theirs.faces)
-        np.testing.assert_array_equal(mine.transform, theirs.transform)
-        assert mine.mesh_id == theirs.mesh_id
+    for row, asset_id in enumerate(library.ids):
+        original = load_asset(dataset / "train" / asset_id)
+        asset = library.asset(asset_id)
+        assert asset.labels == original.labels
+        for mine, theirs in zip(asset.parts, original.parts):
+            # Quantised vertices: within 1e-3 in the canonical (object) frame, by far.
+            error = np.abs(mine.object_vertices() - theirs.object_vertices()).max()
+            assert error < 2e-5 and mine.vertices.dtype == np.float32
+            np.testing.assert_array_equal(mine.faces, theirs.faces)
+            np.testing.assert_array_equal(mine.transform, theirs.transform)
+            assert mine.mesh_id == theirs.mesh_id
     parts = len(asset.parts)
-    assert library.latents(0).shape == (parts, 8, 4)
+    assert library.latents(row).shape == (parts, 8, 4)
     assert library.embeddings("efficientnet-lite0", "part").shape == (library.num_parts, 1280)
     assert library.thumbnail(0).shape == (128, 128, 4)
-    rgba, mask = library.view(0, 1)
-    expected = np.asarray(Image.open(dataset / "train" / library.ids[0] / "mask_01.png"))
-    np.testing.assert_array_equal(mask, expected)
-    assert rgba.shape == (64, 64, 4)
+    # One stored view by default (of the dataset's two), bit for bit with its mask.
+    assert library.info["stored_views"] == 1 and all(a["views"] == 1 for a in library.assets)
+    rgba, mask = library.view(0, 0)
+    folder = dataset / "train" / library.ids[0]
+    np.testing.assert_array_equal(mask, np.asarray(Image.open(folder / "mask_00.png")))
+    np.testing.assert_array_equal(rgba, np.asarray(Image.open(folder / "view_00.png")))
+    with pytest.raises(LibraryError, match="1 stored views"):
+        library.view(0, 1)
     assert library.shape_features("object").shape == (4, 4)
+
+
+def test_stored_views_change_the_images_only(built, tmp_path):
+    dataset, vae, folder, encoder, _ = built
+    default = PartLibrary.load(folder)
+    sizes = {}
+    for stored in (0, 2):
+        build_library(dataset, tmp_path / str(stored), [encoder], PartEncoder(vae), size=4,
+                      progress=False, stored_views=stored)
+        library = PartLibrary.load(tmp_path / str(stored))
+        assert library.ids == default.ids and library.info["stored_views"] == stored
+        assert all(a["views"] == stored for a in library.assets)
+        for level in ("object", "part"):  # embeddings come from all the views either way
+            np.testing.assert_array_equal(library.embeddings(encoder.key, level),
+                                          default.embeddings(encoder.key, level))
+        np.testing.assert_array_equal(library.thumbnail(0), default.thumbnail(0))
+        sizes[stored] = (tmp_path / str(stored) / library.info["images"]).stat().st_size
+    default_size = (folder / default.info["images"]).stat().st_size
+    assert sizes[0] < default_size < sizes[2]
+    np.testing.assert_array_equal(library.view(0, 1)[1], np.asarray(
+        Image.open(dataset / "train" / library.ids[0] / "mask_01.png")))
+    with pytest.raises(LibraryError, match="0 or more"):
+        build_library(dataset, tmp_path / "bad", [encoder], PartEncoder(vae), size=4,
+                      progress=False, stored_views=-1)
+
+
+def test_meshes_are_stored_once_in_narrow_types_and_images_losslessly():
+    rng = np.random.default_rng(0)
+    leg = (rng.uniform(-0.1, 0.1, (40, 3)).astype(np.float32), rng.integers(0, 40, (60, 3)))
+    flat = (np.c_[rng.uniform(-1, 1, (30, 2)), np.zeros(30)].astype(np.float32),
+            rng.integers(0, 30, (50, 3)))  # zero extent along z
+    packed = pack_meshes([leg, leg, flat, leg])
+    assert packed["part_mesh"].tolist() == [0, 0, 1, 0] and len(packed["mesh_step"]) == 2
+    assert packed["vertices"].dtype == np.uint16 and packed["faces"].dtype == np.uint16
+    for row, (vertices, faces) in enumerate([leg, flat]):
+        unpacked, unpacked_faces = unpack_mesh(packed, row)
+        extent = vertices.max(0) - vertices.min(0)
+        assert (np.abs(unpacked - vertices) <= extent / STEPS / 2 + 1e-7).all()
+        np.testing.assert_array_equal(unpacked_faces, faces)
+    np.testing.assert_array_equal(unpack_mesh(packed, 1)[0][:, 2], 0.0)
+    big = (rng.normal(size=(70_000, 3)).astype(np.float32), np.array([[0, 1, 69_999]]))
+    assert pack_meshes([big])["faces"].dtype == np.uint32
+    rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    rgba[:4, :, 3] = 0  # colours under transparent pixels survive too
+    np.testing.assert_array_equal(decode_rgba(encode_rgba(rgba)), rgba)
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    np.testing.assert_array_equal(decode_rgba(encode_rgba(opaque)), opaque)
 
 
 def test_library_loads_fast_and_rejects_other_versions(built, tmp_path):
@@ -103,9 +159,11 @@ def test_library_loads_fast_and_rejects_other_versions(built, tmp_path):
     for path in folder.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
     info = json.loads((copy / INDEX_NAME).read_text())
-    (copy / INDEX_NAME).write_text(json.dumps({**info, "version": 99}))
-    with pytest.raises(LibraryError, match="version 99"):
-        PartLibrary.load(copy)
+    for old in (1, 99):
+        (copy / INDEX_NAME).write_text(json.dumps({**info, "version": old}))
+        with pytest.raises(LibraryError, match=f"version {old}, this engine reads version 2; "
+                           "rebuild"):
+            PartLibrary.load(copy)
     with pytest.raises(LibraryError, match="not a part library"):
         PartLibrary.load(tmp_path)
 
@@ -114,14 +172,27 @@ def test_rewrite_is_atomic_and_leaves_no_stale_files(built, tmp_path):
     library = PartLibrary.load(built[2])
     records = library.records()
     folder = tmp_path / "lib"
-    write_library(folder, records, {"efficientnet-lite0": 1280}, library.info["shape"])
+    encoders, shape = {"efficientnet-lite0": 1280}, library.info["shape"]
+    write_library(folder, records, encoders, shape, 1)
     first = sorted(p.name for p in folder.iterdir())
-    write_library(folder, records[:2], {"efficientnet-lite0": 1280}, library.info["shape"])
+    write_library(folder, records[:2], encoders, shape, 1)
     second = sorted(p.name for p in folder.iterdir())
     assert len(first) == len(second) == 3 and first != second
-    assert len(PartLibrary.load(folder)) == 2
+    rewritten = PartLibrary.load(folder)
+    assert len(rewritten) == 2
+    # A rewrite (what `library add` does) keeps meshes, images and embeddings as they were.
+    for row in range(2):
+        for mine, theirs in zip(rewritten.part_asset_of(row).parts,
+                                library.part_asset_of(row).parts):
+            np.testing.assert_allclose(mine.vertices, theirs.vertices, rtol=0, atol=1e-6)
+        assert rewritten.thumbnail_bytes(row) == library.thumbnail_bytes(row)
+    np.testing.assert_array_equal(rewritten.embeddings("efficientnet-lite0", "part"),
+                                  library.embeddings("efficientnet-lite0", "part")[
+                                      :rewritten.num_parts])
     with pytest.raises(LibraryError, match="duplicate"):
-        write_library(folder, records[:1] * 2, {"efficientnet-lite0": 1280}, library.info["shape"])
+        write_library(folder, records[:1] * 2, encoders, shape, 1)
+    with pytest.raises(LibraryError, match="stores 0 of each"):
+        write_library(folder, records, encoders, shape, 0)
 
 
 def test_searches_by_image_mask_text_and_part(built):
@@ -201,12 +272,14 @@ def test_cli_add_glb_then_search_finds_its_parts(built, tmp_path, capsys):
     dataset, vae, folder, _, _ = built
     library = tmp_path / "library"
     assert main(["library", "build", "--data", str(dataset), "--vae", str(vae), "--out",
-                 str(library), "--size", "3", "--device", "cpu", "--threads", "1"]) == 0
+                 str(library), "--size", "3", "--stored-views", "2", "--device", "cpu",
+                 "--threads", "1"]) == 0
     glb = write_glb(tmp_path / "stool.glb")
     assert main(["library", "add", str(glb), "--library", str(library), "--category", "stool",
                  "--label", "seat=stool_top", "--device", "cpu"]) == 0
     loaded = PartLibrary.load(library)
     assert len(loaded) == 4 and loaded.assets[-1]["category"] == "stool"
+    assert [a["views"] for a in loaded.assets] == [2] * 4  # the library's policy, kept by add
     new = loaded.ids[-1]
     assert loaded.asset(new).labels == ["stool_leg"] * 4 + ["stool_top"]
     rgba, mask = loaded.view(3, 0)
@@ -231,7 +304,7 @@ def test_cli_add_glb_then_search_finds_its_parts(built, tmp_path, capsys):
                  "--json"]) == 0
     assert all(h["asset_id"] != new for h in json.loads(capsys.readouterr().out))
     assert main(["library", "info", str(library)]) == 0
-    assert "4 assets" in capsys.readouterr().out
+    assert "4 assets" in (out := capsys.readouterr().out) and "2 stored views each" in out
     assert main(["library", "add", str(glb), "--library", str(library), "--device", "cpu"]) == 2
     assert "already in the library" in capsys.readouterr().err
     assert main(["library", "search", "--library", str(library), "--asset", "nope", "--part",

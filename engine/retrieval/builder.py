@@ -14,15 +14,17 @@ from tqdm import tqdm
 from engine.data.asset import PartAsset
 from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
+from engine.retrieval.compact import encode_mask, encode_rgba, thumbnail
 from engine.retrieval.encoders import ImageEncoder
 from engine.retrieval.importers import import_asset
-from engine.retrieval.library import (DEFAULT_SIZE, AssetRecord, LibraryError, PartLibrary,
-                                      png_bytes, thumbnail, write_library)
+from engine.retrieval.library import (DEFAULT_SIZE, THUMBNAIL, AssetRecord, LibraryError,
+                                      PartLibrary, write_library)
 from engine.retrieval.selection import coverage, spherical_kmeans_medoids
 from engine.retrieval.shape import PartEncoder
 from engine.retrieval.views import read_views, view_features
 
 VIEWS = 4  # views rendered for an imported asset, as the dataset has
+STORED_VIEWS = 1  # views kept per asset: retrieval conditioning reads the first one
 
 
 def embed(encoders: list[ImageEncoder], images: list[np.ndarray], masks: list[np.ndarray],
@@ -40,22 +42,28 @@ def embed(encoders: list[ImageEncoder], images: list[np.ndarray], masks: list[np
 
 def make_record(asset_id: str, source: str, asset: PartAsset, images: list[np.ndarray],
                 masks: list[np.ndarray], embeddings, part_encoder: PartEncoder,
-                view_pngs: list[bytes] | None = None,
-                mask_pngs: list[bytes] | None = None) -> AssetRecord:
+                stored_views: int) -> AssetRecord:
+    """An asset with its latents, embeddings (made from all its views) and the first
+    `stored_views` views and masks, encoded compactly, plus a thumbnail of view 0."""
     objects, parts = embeddings
     return AssetRecord(
         asset_id, asset.category, source, asset,
         part_encoder.encode(asset, object_seed(asset_id)).astype(np.float16),
-        view_pngs or [png_bytes(v) for v in images], mask_pngs or [png_bytes(m) for m in masks],
-        thumbnail(images[0]), objects, parts)
+        [encode_rgba(v) for v in images[:stored_views]],
+        [encode_mask(m) for m in masks[:stored_views]],
+        thumbnail(images[0], THUMBNAIL), objects, parts)
 
 
 def build_library(data: Path, out: Path, encoders: list[ImageEncoder], part_encoder: PartEncoder,
                   size: int = DEFAULT_SIZE, split: str = "train", limit: int | None = None,
-                  seed: int = 0, progress: bool = True) -> dict:
-    """Embed every candidate of the split, keep `size` medoids of spherical k-means over the
-    first encoder's object embeddings, and write them as a library. Returns a summary."""
+                  seed: int = 0, progress: bool = True,
+                  stored_views: int = STORED_VIEWS) -> dict:
+    """Embed every candidate of the split (all its views), keep `size` medoids of spherical
+    k-means over the first encoder's object embeddings, and write them as a library with
+    the first `stored_views` views of each. Returns a summary."""
     started = time.perf_counter()
+    if stored_views < 0:
+        raise LibraryError(f"stored views must be 0 or more, got {stored_views}")
     names = split_names(data, split)[:limit]
     if size > len(names):
         raise LibraryError(f"cannot choose {size} assets among {len(names)} candidates in "
@@ -72,18 +80,15 @@ def build_library(data: Path, out: Path, encoders: list[ImageEncoder], part_enco
     records = []
     for i in tqdm(chosen, desc="writing exemplars", unit="obj", disable=not progress):
         folder = Path(data) / split / names[i]
-        meta = json.loads((folder / "meta.json").read_text())
         images, masks = read_views(folder)
-        read = lambda key: [(folder / v[key]).read_bytes() for v in meta["views"]]  # noqa: E731
         records.append(make_record(names[i], f"dataset:{split}/{names[i]}", load_asset(folder),
-                                   images, masks, candidates[i], part_encoder,
-                                   read("image"), read("mask")))
+                                   images, masks, candidates[i], part_encoder, stored_views))
     summary = {"candidates": len(names), "assets": len(records), "selected_with": selector,
                "coverage": coverage(features, chosen),
                "built_from": f"{data} {split}", "seconds": 0.0}
+    selection = {k: summary[k] for k in ("candidates", "selected_with", "coverage", "built_from")}
     write_library(out, records, {e.key: e.token_dim for e in encoders}, part_encoder.describe(),
-                  {"selection": {k: summary[k] for k in ("candidates", "selected_with",
-                                                         "coverage", "built_from")}})
+                  stored_views, {"selection": selection})
     summary["seconds"] = time.perf_counter() - started
     return summary
 
@@ -129,9 +134,9 @@ def add_assets(library_folder: Path, files: list[Path], encoders: list[ImageEnco
             images, masks = render_asset(renderer, asset, object_seed(asset_id) % 2**32)
             records.append(make_record(asset_id, str(path), asset, images, masks,
                                        embed(encoders, images, masks, len(asset.parts)),
-                                       part_encoder))
+                                       part_encoder, library.info["stored_views"]))
     added = [asset_id for asset_id, _, _ in imported]
     extra = {k: v for k, v in library.info.items() if k == "selection"}
     write_library(library_folder, records, {e.key: e.token_dim for e in encoders},
-                  stored, extra)
+                  stored, library.info["stored_views"], extra)
     return added

@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--split", default="train", choices=["train", "val", "test"])
     build.add_argument("--limit", type=int, help="first N candidates of the split (smoke runs)")
     build.add_argument("--seed", type=int, default=0, help="k-means seed")
+    build.add_argument("--stored-views", type=int, default=1, metavar="N",
+                       help="views (and masks) kept per asset, the first N; embeddings use all "
+                       "of them either way, the thumbnail is always kept (default 1: the view "
+                       "retrieval conditioning reads)")
     _common(build)
     build.set_defaults(run=reporting(run_build))
 
@@ -110,7 +114,8 @@ def run_build(args: argparse.Namespace) -> int:
     device = _setup(args)
     encoders = [load_encoder(spec, device) for spec in (args.encoder or ["efficientnet-lite0"])]
     summary = build_library(args.data, args.out, encoders, PartEncoder(args.vae, device),
-                            args.size, args.split, args.limit, args.seed)
+                            args.size, args.split, args.limit, args.seed,
+                            stored_views=args.stored_views)
     print(f"library {args.out}: {summary['assets']} assets chosen from {summary['candidates']} "
           f"by {summary['selected_with']} (mean cosine to the nearest exemplar "
           f"{summary['coverage']:.4f}) in {summary['seconds']:.1f} s")
@@ -206,8 +211,9 @@ def run_info(args: argparse.Namespace) -> int:
     size = sum(p.stat().st_size for p in args.library.iterdir() if p.is_file())
     categories = Counter(a["category"] for a in library.assets)
     print(f"part library {args.library} (format version {library.info['version']}): "
-          f"{len(library)} assets, {library.num_parts} parts, {size / 2**20:.1f} MB, loaded in "
-          f"{seconds * 1000:.0f} ms")
+          f"{len(library)} assets, {library.num_parts} parts, {size / 1e6:.1f} MB "
+          f"({size / len(library) / 1e3:.1f} kB per asset, {library.info['stored_views']} "
+          f"stored views each), loaded in {seconds * 1000:.0f} ms")
     print("encoders: " + ", ".join(f"{e['key']} ({e['dim']})" for e in library.info["encoders"]))
     shape = library.info["shape"]
     print(f"latents: {shape['tokens']} x {shape['channels']} per part from {shape['vae']}")

@@ -1,21 +1,26 @@
 """The part library: exemplar assets for retrieval, in a versioned on-disk folder.
 
     library.json                  format, version, assets (id, name, category, source, labels,
-                                  view count), encoders (key, dim), the VAE the latents come
-                                  from, and the names of the two files below
+                                  stored view count), encoders (key, dim), the VAE the latents
+                                  come from, the views kept per asset, the two file names below
     arrays-<hash>.safetensors     every numeric array, consolidated, memory-mapped on load:
         asset_parts (A+1)           offsets of each asset's parts
-        part_vertices/part_faces (P+1)  offsets into vertices (V, 3) f32 / faces (F, 3) i32
-                                    (part-local frames, indices local to the part)
+        part_mesh (P,)              row of each part's mesh in the mesh table (compact.py:
+                                    identical meshes stored once, uint16-quantised vertices in
+                                    part-local frames, part-local uint16/uint32 faces)
         transforms (P, 4, 4) f64, mesh_ids (P,), colours (P, 3) f32
         latents (P, T, C) f16       VecSet VAE posterior means (object frame)
-        asset_images (A+1)          offsets into image_offsets of each asset's PNGs:
-                                    thumbnail (128², RGBA), then view_k, mask_k per view
+        asset_images (A+1)          offsets into image_offsets of each asset's images:
+                                    thumbnail (128², RGBA), then view_k, mask_k per stored view
         image_offsets (I+1)         byte offsets into the images file
         object.<e> (A, D), part.<e> (P, D)  float16 embeddings of encoder number e (json
-                                    order); a part that no view shows has a zero vector
-    images-<hash>.bin             the PNG bytes, read lazily (thumbnails, views, masks)
+                                    order), computed from all the dataset's views, stored or
+                                    not; a part that no view shows has a zero vector
+    images-<hash>.bin             the encoded images, read lazily: lossless WebP thumbnails and
+                                  views, 8-bit PNG masks
 
+Version 2 (this layout) replaced version 1 (float32 vertices and int32 faces per part, PNG
+views), which is refused with a message to rebuild.
 Writes are atomic: new content files get new names, library.json is replaced in one rename,
 then the files it no longer names are deleted; a reader never sees a half-written library.
 """
@@ -23,44 +28,29 @@ then the files it no longer names are deleted; a reader never sees a half-writte
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from safetensors.numpy import save_file
 
 from engine.data.asset import Part, PartAsset
+from engine.retrieval.compact import (decode_mask, decode_rgba, offsets, pack_meshes,
+                                      unpack_mesh)
 
 FORMAT = "partsmith-part-library"
-VERSION = 1
+VERSION = 2
 INDEX_NAME = "library.json"
 THUMBNAIL = 128
 DEFAULT_SIZE = 1236  # PartRAG's retrieval database
 DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I32": np.int32,
-          "I64": np.int64, "U8": np.uint8}
+          "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32}
 
 
 class LibraryError(ValueError):
     """A folder that is not a readable library, or a request it cannot answer."""
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
-
-
-def thumbnail(rgba: np.ndarray, side: int = THUMBNAIL) -> bytes:
-    """A view downscaled to side² (RGBA, aspect kept, centred) as PNG bytes."""
-    image = Image.fromarray(rgba).convert("RGBA")
-    image.thumbnail((side, side), Image.LANCZOS)
-    canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
-    return png_bytes(np.asarray(canvas))
 
 
 @dataclass
@@ -71,9 +61,9 @@ class AssetRecord:
     source: str  # where it came from: "dataset:<split>/<name>" or the imported file
     asset: PartAsset
     latents: np.ndarray  # (parts, T, C)
-    views: list[bytes]  # RGBA PNGs
-    masks: list[bytes]  # part-index PNGs (255 = background)
-    thumbnail: bytes
+    views: list[bytes]  # the stored views, encoded RGBA (compact.encode_rgba)
+    masks: list[bytes]  # their part-index masks (compact.encode_mask; 255 = background)
+    thumbnail: bytes  # compact.thumbnail of the first view
     object_embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (D,)
     part_embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (parts, D)
 
@@ -96,10 +86,6 @@ def map_safetensors(path: Path) -> dict[str, np.ndarray]:
             continue
         arrays[name] = np.memmap(path, DTYPES[entry["dtype"]], "r", 8 + size + start, shape)
     return arrays
-
-
-def _offsets(counts) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
 
 
 class PartLibrary:
@@ -159,11 +145,10 @@ class PartLibrary:
         parts = []
         colours = []
         for p in self.part_rows(row):
-            v0, v1 = a["part_vertices"][p], a["part_vertices"][p + 1]
-            f0, f1 = a["part_faces"][p], a["part_faces"][p + 1]
+            vertices, faces = unpack_mesh(a, int(a["part_mesh"][p]))
             colours.append(a["colours"][p])
-            parts.append(Part(self.part_labels[p], a["vertices"][v0:v1], a["faces"][f0:f1],
-                              a["transforms"][p], int(a["mesh_ids"][p]), len(parts)))
+            parts.append(Part(self.part_labels[p], vertices, faces, a["transforms"][p],
+                              int(a["mesh_ids"][p]), len(parts)))
         return PartAsset(meta["category"], 0, parts, np.array(colours, dtype=np.float64))
 
     def asset(self, asset_id: str) -> PartAsset:
@@ -197,19 +182,19 @@ class PartLibrary:
             f.seek(int(start))
             return f.read(int(stop - start))
 
-    def thumbnail_png(self, row: int) -> bytes:
+    def thumbnail_bytes(self, row: int) -> bytes:
         return self._image(row, 0)
 
     def thumbnail(self, row: int) -> np.ndarray:
-        return np.asarray(Image.open(io.BytesIO(self.thumbnail_png(row))).convert("RGBA"))
+        return decode_rgba(self.thumbnail_bytes(row))
 
     def view(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """View k of the asset at `row`: RGBA (H, W, 4) and part-index mask (H, W)."""
+        """Stored view k of the asset at `row`: RGBA (H, W, 4) and part-index mask (H, W).
+        A library keeps the first `stored_views` (library.json) of each asset's views."""
         if not 0 <= k < self.assets[row]["views"]:
-            raise LibraryError(f"{self.ids[row]} has {self.assets[row]['views']} views")
-        rgba = np.asarray(Image.open(io.BytesIO(self._image(row, 1 + 2 * k))).convert("RGBA"))
-        mask = np.asarray(Image.open(io.BytesIO(self._image(row, 2 + 2 * k))))
-        return rgba, mask
+            raise LibraryError(f"{self.ids[row]} has {self.assets[row]['views']} stored views "
+                               f"(the library keeps {self.info['stored_views']} per asset)")
+        return decode_rgba(self._image(row, 1 + 2 * k)), decode_mask(self._image(row, 2 + 2 * k))
 
     def records(self) -> list[AssetRecord]:
         """Every asset as a record (for rewriting the library with more assets)."""
@@ -219,7 +204,7 @@ class PartLibrary:
             out.append(AssetRecord(
                 meta["id"], meta["category"], meta["source"], self.part_asset_of(row),
                 self.latents(row), [self._image(row, 1 + 2 * k) for k in range(views)],
-                [self._image(row, 2 + 2 * k) for k in range(views)], self.thumbnail_png(row),
+                [self._image(row, 2 + 2 * k) for k in range(views)], self.thumbnail_bytes(row),
                 {e: self.embeddings(e, "object")[row] for e in self.encoders},
                 {e: self.embeddings(e, "part")[list(self.part_rows(row))]
                  for e in self.encoders}))
@@ -227,10 +212,12 @@ class PartLibrary:
 
 
 def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict[str, int],
-                  shape: dict, extra: dict | None = None) -> Path:
+                  shape: dict, stored_views: int, extra: dict | None = None) -> Path:
     """Write `records` as a library in `folder` (atomically replacing one already there).
     `encoders` maps every encoder key to its embedding width; each record must have
-    embeddings for all of them. `shape` describes the VAE of the latents."""
+    embeddings for all of them. `shape` describes the VAE of the latents. `stored_views` is
+    the library's policy (views kept per asset, recorded for `library add`); no record may
+    carry more."""
     folder = Path(folder)
     if not records:
         raise LibraryError("a library needs at least one asset")
@@ -239,24 +226,25 @@ def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise LibraryError(f"duplicate asset ids: {', '.join(dupes[:10])}")
     parts = [p for r in records for p in r.asset.parts]
+    for r in records:
+        if len(r.views) != len(r.masks) or len(r.views) > stored_views:
+            raise LibraryError(f"asset {r.id} has {len(r.views)} views and {len(r.masks)} masks;"
+                               f" the library stores {stored_views} of each")
     latent_shapes = {r.latents.shape[1:] for r in records}
     if len(latent_shapes) != 1:
         raise LibraryError(f"assets have latents of different shapes {sorted(latent_shapes)}")
-    images = [png for r in records for png in [r.thumbnail] + [b for pair in zip(r.views, r.masks)
-                                                                for b in pair]]
+    images = [data for r in records
+              for data in [r.thumbnail] + [b for pair in zip(r.views, r.masks) for b in pair]]
     arrays = {
-        "asset_parts": _offsets([len(r.asset.parts) for r in records]),
-        "part_vertices": _offsets([len(p.vertices) for p in parts]),
-        "part_faces": _offsets([len(p.faces) for p in parts]),
-        "vertices": np.concatenate([p.vertices for p in parts]).astype(np.float32),
-        "faces": np.concatenate([p.faces for p in parts]).astype(np.int32),
+        "asset_parts": offsets([len(r.asset.parts) for r in records]),
+        **pack_meshes([(p.vertices, p.faces) for p in parts]),
         "transforms": np.stack([p.transform for p in parts]).astype(np.float64),
         "mesh_ids": np.array([p.mesh_id for p in parts], dtype=np.int64),
         "colours": np.concatenate([r.asset.materials[[p.material for p in r.asset.parts]]
                                    for r in records]).astype(np.float32),
         "latents": np.concatenate([r.latents for r in records]).astype(np.float16),
-        "asset_images": _offsets([1 + 2 * len(r.views) for r in records]),
-        "image_offsets": _offsets([len(b) for b in images]),
+        "asset_images": offsets([1 + 2 * len(r.views) for r in records]),
+        "image_offsets": offsets([len(b) for b in images]),
     }
     for e, (key, dim) in enumerate(encoders.items()):
         for record in records:
@@ -276,6 +264,7 @@ def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict
     _write_atomic(folder / arrays_name, lambda path: save_file(arrays, path))
     info = {"format": FORMAT, "version": VERSION, "arrays": arrays_name, "images": images_name,
             "encoders": [{"key": k, "dim": d} for k, d in encoders.items()], "shape": shape,
+            "stored_views": stored_views,
             "counts": {"assets": len(records), "parts": len(parts)}, **(extra or {}),
             "assets": [{"id": r.id, "category": r.category, "source": r.source,
                         "labels": r.asset.labels, "views": len(r.views)} for r in records]}
