@@ -119,7 +119,7 @@ def test_cli_trains_exports_and_fine_tunes_geomseg(tmp_path, capsys):
                  "--export", str(part), *common]) == 0
     assert "exported to" in capsys.readouterr().out
     card = (part / "MODEL_CARD.md").read_text()
-    assert "Retrain" in card and "4 steps" in card
+    assert "Retrain" in card and "4 steps" in card and "wall time on CPU" in card
     assert (part / "diffusion_pytorch_model.safetensors").stat().st_size < 40 * 2**20
 
     # Round trip: the bundle computes what the EMA weights compute, rounded to its dtype.

@@ -31,7 +31,8 @@ from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig,
 from engine.training import dit_data
 from engine.training.flow_matching import (NUM_TRAIN_TIMESTEPS, flow_target, logit_normal_sigmas,
                                            noisy_latents, per_row)
-from engine.training.loop import TrainConfig, TrainResult, train
+from engine.training.loop import (TrainConfig, TrainResult, describe_device, resolve_device,
+                                  train)
 
 RETRIEVAL_SETTINGS = "retrieval.json"  # in rag/: BankOptions + max_k
 
@@ -166,7 +167,7 @@ def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path,
 
 def write_model_card(folder: Path, stage: int, recipe: DiTRecipe, config: TrainConfig,
                      result: TrainResult, export: dict, data: Path, vae: Path,
-                     train_objects: int, bank_size: int) -> None:
+                     train_objects: int, bank_size: int, hardware: str) -> None:
     val = result.log["val"][-1] if result.log["val"] else {}
     lines = [
         "# PartRAG generator (dual-lane DiT + retrieval)", "",
@@ -176,7 +177,8 @@ def write_model_card(folder: Path, stage: int, recipe: DiTRecipe, config: TrainC
         f"rag/{RETRIEVAL_SETTINGS}; trained with k uniform in 0..{recipe.max_k}, "
         f"{recipe.condition_dropout:.0%} condition dropout",
         f"- Training: stage {stage}{' (+ HCR loss)' if stage == 2 else ''}, {result.step} steps, "
-        f"batch {config.batch_size}, lr {config.lr}, EMA {config.ema_decay} (EMA weights shipped)",
+        f"batch {config.batch_size}, lr {config.lr}, EMA {config.ema_decay} (EMA weights shipped); "
+        f"{result.log.get('seconds', 0.0) / 60:.0f} min wall time on {hardware}",
         "- Final validation (EMA): " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()
                                                   if k != "step"),
         f"- Size: {export['megabytes']:.1f} MB",
@@ -220,5 +222,5 @@ def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, co
     if export is not None and result.finished:
         exported = export_bundle(result.ema, export, vae_folder, bank, bank_options, recipe.max_k)
         write_model_card(export, stage, recipe, config, result, exported, data, vae_folder,
-                         len(objects["train"]), len(bank))
+                         len(objects["train"]), len(bank), describe_device(resolve_device(device)))
     return result, exported

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -84,6 +85,13 @@ def step_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     sequence = np.random.SeedSequence([seed, stream, index])
     torch.manual_seed(int(sequence.generate_state(1, np.uint64)[0] % (2**63)))
     return np.random.default_rng(sequence)
+
+
+def describe_device(device: torch.device) -> str:
+    """What a run trained on, for model cards."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}"
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -170,6 +178,8 @@ def train(model: nn.Module, compute_losses: LossFn, train_batch: BatchFn, val_ba
     if resume and checkpoint.exists():
         step, log = load_checkpoint(checkpoint, model, ema, optimizer, config)
 
+    # Wall time spent training, summed over resumed sessions (for model cards).
+    seconds_before, started = log.get("seconds", 0.0), time.perf_counter()
     window: dict[str, float] = {}
     bar = tqdm(total=config.steps, initial=step, desc=title or "train", disable=not progress,
                dynamic_ncols=True)
@@ -202,6 +212,7 @@ def train(model: nn.Module, compute_losses: LossFn, train_batch: BatchFn, val_ba
                 bar.write(f"step {step}: val " + ", ".join(
                     f"{k} {v:.4g}" for k, v in log["val"][-1].items() if k != "step"))
             if step % config.checkpoint_every == 0 or step == config.steps or stop.requested:
+                log["seconds"] = seconds_before + time.perf_counter() - started
                 save_checkpoint(checkpoint, model, ema, optimizer, step, config, log)
                 write_log(run_dir, log)
                 if log["train"]:

@@ -20,7 +20,8 @@ from torch import nn
 from engine.data.vae_data import CacheOptions, SampleOptions, VAEExamples, build_cache
 from engine.models.checkpoint import WEIGHTS_NAME
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
-from engine.training.loop import BatchFn, LossFn, TrainConfig, TrainResult, train, validate
+from engine.training.loop import (BatchFn, LossFn, TrainConfig, TrainResult, describe_device,
+                                  resolve_device, train, validate)
 
 # Written into an exported VAE's config.json (kept by VecSetVAE as extra config) so users
 # of the bundle encode the way it was trained.
@@ -164,7 +165,8 @@ def export_bundle(model: nn.Module, folder: Path, task: VAETask, config: TrainCo
 
 
 def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainConfig,
-                     result: TrainResult, export: dict, data: Path, examples: VAEExamples) -> None:
+                     result: TrainResult, export: dict, data: Path, examples: VAEExamples,
+                     hardware: str) -> None:
     val = result.log["val"][-1] if result.log["val"] else {}
     title = "Part VAE (VecSet)" if kind == "part" else "Geom-Seg VAE"
     lines = [
@@ -174,7 +176,8 @@ def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainCo
         f"- Network: {json.dumps(export['network'])}; {export['parameters']:,} parameters",
         f"- Encoding: {recipe.num_tokens} tokens from {recipe.points} surface points",
         f"- Training: {result.step} steps, batch {config.batch_size}, lr {config.lr}, "
-        f"KL weight {recipe.kl_weight}, EMA {config.ema_decay} (EMA weights shipped)",
+        f"KL weight {recipe.kl_weight}, EMA {config.ema_decay} (EMA weights shipped); "
+        f"{result.log.get('seconds', 0.0) / 60:.0f} min wall time on {hardware}",
         "- Final validation (EMA): " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()
                                                   if k != "step"),
         f"- Weights: {export['dtype']}, {export['megabytes']:.1f} MB (val loss fp32 "
@@ -210,5 +213,6 @@ def train_vae(kind: str, data: Path, run_dir: Path, recipe: VAERecipe, config: T
     exported = None
     if export is not None and result.finished:
         exported = export_bundle(result.ema, export, task, config, recipe)
-        write_model_card(export, kind, recipe, config, result, exported, data, examples["train"])
+        write_model_card(export, kind, recipe, config, result, exported, data, examples["train"],
+                         describe_device(resolve_device(device)))
     return result, exported
