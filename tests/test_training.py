@@ -69,6 +69,23 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert straight.log["val"] == resumed.log["val"]
 
 
+def test_resume_mid_log_window_averages_only_the_steps_it_ran(tmp_path):
+    straight = run(tmp_path / "straight")
+
+    def interrupted(rng, calls=[0]):
+        calls[0] += 1
+        if calls[0] == 3:  # stops after step 3, inside the step-4 log window
+            os.kill(os.getpid(), signal.SIGINT)
+        return sphere_batch(rng)
+
+    run(tmp_path / "resumed", batch_fn=interrupted)
+    resumed = run(tmp_path / "resumed", resume=True)
+    after = next(e for e in resumed.log["train"] if e["step"] == 4)
+    reference = next(e for e in straight.log["train"] if e["step"] == 4)
+    # One step's loss, not one step's loss divided by the window length.
+    assert after["loss"] == pytest.approx(reference["loss"], rel=0.3)
+
+
 def test_run_folder_is_not_overwritten_and_config_is_checked(tmp_path):
     run(tmp_path, TrainConfig(**{**CONFIG.__dict__, "steps": 2}))
     with pytest.raises(FileExistsError):

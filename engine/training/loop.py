@@ -181,6 +181,7 @@ def train(model: nn.Module, compute_losses: LossFn, train_batch: BatchFn, val_ba
     # Wall time spent training, summed over resumed sessions (for model cards).
     seconds_before, started = log.get("seconds", 0.0), time.perf_counter()
     window: dict[str, float] = {}
+    window_steps = 0
     bar = tqdm(total=config.steps, initial=step, desc=title or "train", disable=not progress,
                dynamic_ncols=True)
     with StopRequest() as stop:
@@ -199,11 +200,11 @@ def train(model: nn.Module, compute_losses: LossFn, train_batch: BatchFn, val_ba
 
             for key, value in {**losses, "grad_norm": grad_norm}.items():
                 window[key] = window.get(key, 0.0) + float(value.detach())
+            window_steps += 1  # counted, not derived from `step`: a resumed run starts mid-window
             if step % config.log_every == 0 or step == config.steps:
-                count = (step - 1) % config.log_every + 1
                 log["train"].append({"step": step, "lr": lr,
-                                     **{k: v / count for k, v in window.items()}})
-                window = {}
+                                     **{k: v / window_steps for k, v in window.items()}})
+                window, window_steps = {}, 0
                 bar.set_postfix(loss=f"{log['train'][-1]['loss']:.4f}", lr=f"{lr:.2e}")
             if step % config.val_every == 0 or step == config.steps:
                 log["val"].append({"step": step, **validate(ema.shadow, compute_losses, val_batch,
