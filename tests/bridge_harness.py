@@ -40,10 +40,14 @@ class EngineProcess:
         self.log_path = log_dir / f"engine-{next(_numbers)}.log"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+        # No bundles unless a test gives its own --models (the last one wins): the shipped
+        # models/ must not change what these tests see.
+        no_models = log_dir / "no-models"
+        no_models.mkdir(exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "engine", "serve", "--address", address,
-                 "--pipeline-module", "bridge_test_pipeline", *args],
+                 "--models", str(no_models), "--pipeline-module", "bridge_test_pipeline", *args],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         self.address = self._wait_ready(timeout=30.0)
 
