@@ -176,3 +176,20 @@ def saved_dtype(folder) -> torch.dtype:
 
     with safe_open(folder / "diffusion_pytorch_model.safetensors", "pt") as f:
         return f.get_tensor(next(iter(f.keys()))).dtype
+
+
+def test_recipes_load_by_name_or_json_file(tmp_path):
+    from engine.training.recipes import load_recipe
+    from engine.training.vae import VAERecipe
+
+    named = load_recipe("tiny", RECIPES)
+    assert named == RECIPES["tiny"] and named is not RECIPES["tiny"]
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({"num_tokens": 8, "kl_weight": 0.5}))
+    loaded = load_recipe(str(path), RECIPES)
+    assert isinstance(loaded, VAERecipe) and (loaded.num_tokens, loaded.kl_weight) == (8, 0.5)
+    path.write_text(json.dumps({"num_tokenz": 8}))
+    with pytest.raises(ValueError, match="unknown recipe keys.*num_tokenz"):
+        load_recipe(str(path), RECIPES)
+    with pytest.raises(FileNotFoundError, match="neither"):
+        load_recipe("huge", RECIPES)

@@ -34,6 +34,7 @@ from engine.retrieval.encoders import ImageEncoder
 from engine.retrieval.hcr import HCR, NO_ID, HCRConfig, HCRTrainer
 from engine.retrieval.shape import PartEncoder
 from engine.retrieval.views import read_views, view_features
+from engine.training import recipes
 from engine.training.loop import TrainConfig, TrainResult, train
 
 MAX_PARTS = 8  # the dataset's filter keeps 2-8 parts
@@ -62,16 +63,7 @@ RECIPES = {
 
 
 def load_recipe(name_or_path: str) -> RetrieverRecipe:
-    if name_or_path in RECIPES:
-        return copy.deepcopy(RECIPES[name_or_path])
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {name_or_path}: neither {sorted(RECIPES)} nor a file")
-    raw = json.loads(path.read_text())
-    unknown = set(raw) - {"model", "train"}
-    if unknown:
-        raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}")
-    return RetrieverRecipe(**raw)
+    return recipes.load_recipe(name_or_path, RECIPES)
 
 
 def cache_paths(cache: Path, split: str) -> tuple[Path, Path]:

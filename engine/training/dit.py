@@ -17,7 +17,7 @@ import copy
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from engine.models.flow_sampler import FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
 from engine.training import dit_data
+from engine.training import recipes
 from engine.training.flow_matching import (NUM_TRAIN_TIMESTEPS, flow_target, logit_normal_sigmas,
                                            noisy_latents, per_row)
 from engine.training.loop import (TrainConfig, TrainResult, describe_device, resolve_device,
@@ -72,16 +73,7 @@ RECIPES = {
 
 
 def load_recipe(name_or_path: str) -> DiTRecipe:
-    if name_or_path in RECIPES:
-        return copy.deepcopy(RECIPES[name_or_path])
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {name_or_path}: neither {sorted(RECIPES)} nor a file")
-    raw = json.loads(path.read_text())
-    unknown = set(raw) - {f.name for f in fields(DiTRecipe)}
-    if unknown:
-        raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}")
-    return DiTRecipe(**raw)
+    return recipes.load_recipe(name_or_path, RECIPES)
 
 
 class PartRAGModel(nn.Module):

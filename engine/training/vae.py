@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 from engine.data.vae_data import CacheOptions, SampleOptions, VAEExamples, build_cache
 from engine.models.checkpoint import WEIGHTS_NAME
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
+from engine.training import recipes
 from engine.training.loop import (BatchFn, LossFn, TrainConfig, TrainResult, describe_device,
                                   resolve_device, train, validate)
 
@@ -69,16 +70,7 @@ RECIPES = {
 
 
 def load_recipe(name_or_path: str) -> VAERecipe:
-    if name_or_path in RECIPES:
-        return copy.deepcopy(RECIPES[name_or_path])
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {name_or_path}: neither {sorted(RECIPES)} nor a file")
-    raw = json.loads(path.read_text())
-    unknown = set(raw) - {f.name for f in fields(VAERecipe)}
-    if unknown:
-        raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}")
-    return VAERecipe(**raw)
+    return recipes.load_recipe(name_or_path, RECIPES)
 
 
 def kl_divergence(posterior) -> torch.Tensor:
