@@ -185,7 +185,8 @@ def test_recipes_load_by_name_or_json_file(tmp_path):
     named = load_recipe("tiny", RECIPES)
     assert named == RECIPES["tiny"] and named is not RECIPES["tiny"]
     path = tmp_path / "recipe.json"
-    path.write_text(json.dumps({"num_tokens": 8, "kl_weight": 0.5}))
+    path.write_text(json.dumps({"model": {"latent_channels": 4}, "num_tokens": 8,
+                                "kl_weight": 0.5}))
     loaded = load_recipe(str(path), RECIPES)
     assert isinstance(loaded, VAERecipe) and (loaded.num_tokens, loaded.kl_weight) == (8, 0.5)
     path.write_text(json.dumps({"num_tokenz": 8}))
