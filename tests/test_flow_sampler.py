@@ -125,3 +125,30 @@ def test_bad_scheduler_settings_are_refused(tmp_path):
         FlowSampler().sigmas(0)
     with pytest.raises(CheckpointError, match="scheduler_config.json not found"):
         FlowSampler.from_pretrained(tmp_path)
+
+
+def test_strength_starts_from_known_latents_noised_to_the_first_sigma():
+    sampler = FlowSampler()
+    sigmas = sampler.sigmas(4, strength=0.5)
+    assert torch.allclose(sigmas, torch.tensor([0.5, 0.375, 0.25, 0.125, 0.0]))
+    noise = initial_noise((2, 3, 4), generator=torch.Generator().manual_seed(0))
+    init = torch.full_like(noise, 2.0)
+    still = lambda latents, t, context, counts: torch.zeros_like(latents)  # v = 0: x stays put
+    out = sampler.sample(still, noise, torch.zeros(2, 1, 8), 2, steps=4, guidance=1.0,
+                         init=init, strength=0.5)
+    assert torch.allclose(out, 0.5 * init + 0.5 * noise)
+    # the flow's own v = x0 - noise, with x0 = init: Euler lands exactly on the start latents
+    def oracle(latents, t, context, counts):
+        sigma = t[:, None, None] / 1000
+        return init - (latents - (1 - sigma) * init) / sigma
+
+    out = sampler.sample(oracle, noise, torch.zeros(2, 1, 8), 2, steps=3, guidance=1.0,
+                         init=init, strength=0.6)
+    assert torch.allclose(out, init, atol=1e-5)
+    with pytest.raises(ValueError, match="go together"):
+        sampler.sample(still, noise, torch.zeros(2, 1, 8), 2, steps=2, init=init)
+    with pytest.raises(ValueError, match="strength must be in"):
+        sampler.sigmas(2, strength=1.5)
+    with pytest.raises(ValueError, match="do not match"):
+        sampler.sample(still, noise, torch.zeros(2, 1, 8), 2, steps=2, init=init[:1],
+                       strength=0.5)

@@ -268,6 +268,88 @@ def test_pipeline_rejects_bad_requests(world, pipeline):
         pipeline(np.zeros((16, 16, 4), np.uint8), 2)
 
 
+@pytest.fixture(scope="module")
+def installed(world, tmp_path_factory):
+    """A models/ folder as shipped: the bundle beside a library its bank was made from."""
+    import shutil
+
+    from engine.retrieval.builder import build_library
+    from engine.retrieval.encoders import load_encoder
+    from engine.retrieval.shape import PartEncoder
+
+    models = tmp_path_factory.mktemp("installed") / "models"
+    shutil.copytree(world["bundle"], models / "partrag")
+    build_library(world["data"], models / "library", [load_encoder()], PartEncoder(world["vae"]),
+                  size=3, progress=False)
+    assert main(["library", "bank", "--library", str(models / "library"),
+                 "--model", str(models / "partrag")]) == 0
+    return models
+
+
+def test_library_bank_mirrors_the_library(installed):
+    from engine.pipelines.exemplars import ExemplarBank
+    from engine.retrieval.library import PartLibrary
+
+    library = PartLibrary.load(installed / "library")
+    bank = ExemplarBank.load(installed / "partrag" / "rag" / "bank.npz")
+    assert list(bank.names) == library.ids
+    for row in range(len(library)):
+        latents = library.latents(row)
+        assert bank.part_count[row] == len(latents)
+        assert list(bank.labels[row][:len(latents)]) == library.assets[row]["labels"]
+        assert np.allclose(bank.part_means[row, :len(latents)], latents.mean(1), atol=1e-2)
+    settings = json.loads((installed / "partrag" / "rag" / "retrieval.json").read_text())
+    assert settings["size"] == len(library) and settings["library"]
+
+
+def test_generation_starts_from_retrieved_parts_with_the_library(installed, world):
+    from engine.pipelines.partrag import DEFAULT_STRENGTH, installed_library
+    from engine.retrieval.library import PartLibrary
+
+    bundle = installed / "partrag"
+    assert installed_library(bundle) == installed / "library"
+    pipeline = PartRAGPipeline(bundle, extract=FAST, library=installed_library(bundle))
+    image = reference_image(world)
+    generation = pipeline(image, 3, steps=2, seed=1, top_k=1)
+    check_parts(generation, 3)
+    assert generation.params["strength"] == DEFAULT_STRENGTH
+    library = PartLibrary.load(installed / "library")
+    hit = library.row(generation.retrieved[0]["asset_id"])
+    labels = library.assets[hit]["labels"]
+    assert [p.label for p in generation.parts] == [labels[i % len(labels)] for i in range(3)]
+    again = pipeline(image, 3, steps=2, seed=1, top_k=1)
+    assert all(np.array_equal(a.vertices, b.vertices) for a, b in zip(generation.parts, again.parts))
+    assert pipeline(image, 2, steps=1, top_k=1, strength=1.0).params["strength"] == 1.0
+    assert pipeline(image, 2, steps=1, top_k=0).params["strength"] == 1.0
+    with pytest.raises(ValueError, match="needs top-k > 0"):
+        pipeline(image, 2, steps=1, top_k=0, strength=0.5)
+
+
+def test_a_bank_from_elsewhere_is_refused_with_the_fix(installed, world):
+    with pytest.raises(ValueError, match="python -m engine library bank"):
+        PartRAGPipeline(world["bundle"], extract=FAST, library=installed / "library")
+    plain = PartRAGPipeline(world["bundle"], extract=FAST)
+    with pytest.raises(ValueError, match="needs top-k > 0 and the part library"):
+        plain(reference_image(world), 2, steps=1, top_k=1, strength=0.5)
+
+
+def test_eval_generation_prints_every_row_and_draws_the_picture(installed, world, tmp_path,
+                                                                  capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "generation", "--split", "test", "--data", str(world["data"]),
+                 "--model", str(installed / "partrag"), "--limit", "1", "--top-k", "0", "1",
+                 "--strength", "0.5", "--steps", "1", "--samples", "2000", "--picture", "1",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for row in ("| dataset |", "| no retrieval (k = 0) |", "| PartRAG top-1 |",
+                "| PartRAG top-3, retrieval-initialised σ0 = 0.5 |",
+                "| retrieval only (nearest asset) |"):
+        assert row in printed, row
+    table = json.loads((out / "results.json").read_text())["table"]
+    assert all(0 <= r["fscore"] <= 1 and r["chamfer"] >= 0 for r in table[1:])
+    assert Image.open(out / "generation.png").size[0] > 0
+
+
 def test_image_framing_crops_and_pads_to_a_square():
     rgba = np.zeros((40, 80, 4), np.uint8)
     rgba[10:20, 30:60] = 255

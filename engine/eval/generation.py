@@ -3,8 +3,10 @@
 Every test object's first reference view goes through the pipeline with the object's own
 part count; the assembled parts are compared with the ground truth (CD, F-Score@0.1 on
 surface samples of the whole object) and the parts' mutual overlap is measured
-(part-overlap IoU). Rows: no retrieval (k = 0, PartCrafter-style), top-k 1/3/5, and the
-retrieval-only baseline: the nearest bank asset itself, taken from the training split.
+(part-overlap IoU). Rows: no retrieval (k = 0, PartCrafter-style), top-k 1/3/5 sampled
+from noise as in the paper, top-3 with retrieval-initialised sampling at the given start
+σ (strengths; needs the part library), and the retrieval-only baseline: the nearest library
+asset itself (or, without a library, the nearest bank asset from the training split).
 """
 
 from __future__ import annotations
@@ -26,11 +28,22 @@ from engine.pipelines import retrieval_step
 from engine.pipelines.outputs import as_asset
 
 TOP_KS = (0, 1, 3, 5)
+INITIALISED_K = 3  # the top-k of the retrieval-initialised rows
 RETRIEVAL_ONLY = "retrieval only (nearest asset)"
 
 
-def row_name(k: int) -> str:
-    return "no retrieval (k = 0)" if k == 0 else f"PartRAG top-{k}"
+def row_name(k: int, strength: float = 1.0) -> str:
+    if k == 0:
+        return "no retrieval (k = 0)"
+    return f"PartRAG top-{k}" + ("" if strength == 1.0 else f", retrieval-initialised σ0 = {strength:g}")
+
+
+def configurations(pipeline, top_ks, strengths) -> list[tuple[int, float]]:
+    """(top-k, strength) per generated row: the paper's rows, then the initialised ones."""
+    rows = [(k, 1.0) for k in top_ks]
+    if pipeline.library is not None:
+        rows += [(INITIALISED_K, s) for s in strengths if s < 1.0]
+    return rows
 
 
 @dataclass
@@ -53,33 +66,37 @@ def geometry(gt, asset, samples: int) -> dict:
 
 
 def nearest_asset(pipeline, image: np.ndarray, data: Path):
-    """The retrieval-only baseline: the top-1 bank asset's own meshes (training split)."""
+    """The retrieval-only baseline: the top-1 asset's own meshes, from the library (or the
+    dataset's training split for a bank without one)."""
     key = retrieval_step.object_embedding(pipeline.encode(image).pooled[0]).numpy()
     hit = pipeline.bank.search(key, 1)[0]
+    if pipeline.library is not None:
+        return pipeline.library.asset(hit.asset_id)
     return load_asset(Path(data) / "train" / hit.asset_id)
 
 
 def evaluate_generation(pipeline, data: Path, split: str, settings: Settings,
-                        top_ks=TOP_KS, limit: int | None = None, keep: int = 8,
+                        top_ks=TOP_KS, strengths=(), limit: int | None = None, keep: int = 8,
                         progress: bool = True) -> tuple[list[dict], list[tuple]]:
     """Per-(object, row) results and, for the first `keep` objects, (image, parts) of the
-    top-3 row (or the largest k asked) for the picture."""
+    last configuration (the retrieval-initialised one when asked) for the picture."""
     rows, kept = [], []
-    pictured = 3 if 3 in top_ks else max(top_ks)
+    settings_rows = configurations(pipeline, top_ks, strengths)
+    pictured = settings_rows[-1]
     for folder in tqdm(object_folders(data, split, limit), desc="generation eval",
                        disable=not progress):
         gt = load_asset(folder)
         image = reference_image(folder)
         n = min(len(gt.parts), pipeline.max_parts)
-        for k in top_ks:
+        for k, strength in settings_rows:
             started = time.perf_counter()
             generation = pipeline(image, n, steps=settings.steps, guidance=settings.guidance,
-                                  seed=settings.seed, top_k=k)
+                                  seed=settings.seed, top_k=k, strength=strength)
             seconds = time.perf_counter() - started
-            rows.append({"object": folder.name, "row": row_name(k), "seconds": seconds,
+            rows.append({"object": folder.name, "row": row_name(k, strength), "seconds": seconds,
                          "empty_parts": sum(p.empty for p in generation.parts),
                          **geometry(gt, as_asset(generation.parts), settings.samples)})
-            if k == pictured and len(kept) < keep:
+            if (k, strength) == pictured and len(kept) < keep:
                 kept.append((image, generation.parts, folder.name))
         started = time.perf_counter()
         nearest = nearest_asset(pipeline, image, data)
@@ -135,7 +152,7 @@ def write_picture(kept: list[tuple], path: Path, tile: int = 256) -> Path:
 def bench_generate(model: Path, image_path: Path | None, data: Path, parts: int = 8,
                    repeats: int = 2) -> dict:
     """End-to-end timings of one `parts`-part object (best of `repeats` after a warm-up)."""
-    from engine.pipelines.partrag import PartRAGPipeline
+    from engine.pipelines.partrag import PartRAGPipeline, installed_library
 
     if image_path is None:
         folders = object_folders(data, "test", 1)
@@ -143,7 +160,7 @@ def bench_generate(model: Path, image_path: Path | None, data: Path, parts: int 
     else:
         image = np.asarray(Image.open(image_path).convert("RGBA"))
     started = time.perf_counter()
-    pipeline = PartRAGPipeline(model)
+    pipeline = PartRAGPipeline(model, library=installed_library(model))
     load = time.perf_counter() - started
     pipeline(image, parts, steps=1)  # warm-up
     best = min((pipeline(image, parts, seed=s) for s in range(repeats)),
@@ -155,7 +172,8 @@ def print_bench_generate(model: Path, image: Path | None, data: Path) -> None:
     import torch
 
     r = bench_generate(model, image, data)
-    print(f"{r['parts']}-part object, {r['steps']} steps, guidance {r['guidance']}, top-{r['top_k']}, "
+    print(f"{r['parts']}-part object, {r['steps']} steps from σ {r['strength']:g}, guidance "
+          f"{r['guidance']}, top-{r['top_k']}, "
           f"{torch.get_num_threads()} threads: {r['total']:.2f} s end to end (encode "
           f"{r['encode']:.2f}, retrieve {r['retrieve']:.3f}, denoise {r['denoise']:.2f}, decode "
           f"{r['decode']:.2f}); bundle load {r['load']:.2f} s")

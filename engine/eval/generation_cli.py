@@ -18,6 +18,9 @@ def add_generation(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--limit", type=int, help="first N objects of the split")
     gen.add_argument("--top-k", type=int, nargs="+", default=[0, 1, 3, 5],
                      help="retrieval settings to evaluate (0: no retrieval)")
+    gen.add_argument("--strength", type=float, nargs="*", default=None,
+                     help="start σ of the retrieval-initialised top-3 rows (default the "
+                          "pipeline's; needs the library beside the bundle)")
     gen.add_argument("--steps", type=int, help="denoising steps (default the pipeline's)")
     gen.add_argument("--guidance", type=float, help="guidance scale (default the pipeline's)")
     gen.add_argument("--samples", type=int, default=PAPER_SAMPLES, help="surface samples for CD/F")
@@ -31,15 +34,19 @@ def add_generation(sub: argparse._SubParsersAction) -> None:
 def run_eval_generation(args: argparse.Namespace) -> int:
     from engine.eval.generation import (Settings, evaluate_generation, markdown_table,
                                         summarise, write_picture)
-    from engine.pipelines.partrag import DEFAULT_GUIDANCE, DEFAULT_STEPS, PartRAGPipeline
+    from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH,
+                                          PartRAGPipeline, installed_library)
     from engine.training.loop import resolve_device
 
-    pipeline = PartRAGPipeline(args.model, resolve_device(args.device))
+    pipeline = PartRAGPipeline(args.model, resolve_device(args.device),
+                               library=installed_library(args.model))
     settings = Settings(args.steps or DEFAULT_STEPS,
                         DEFAULT_GUIDANCE if args.guidance is None else args.guidance,
                         samples=args.samples)
     rows, kept = evaluate_generation(pipeline, args.data, args.split, settings,
-                                     tuple(args.top_k), args.limit, keep=args.picture)
+                                     tuple(args.top_k),
+                                     (DEFAULT_STRENGTH,) if args.strength is None else args.strength,
+                                     args.limit, keep=args.picture)
     table = summarise(rows, args.data, args.split, args.limit)
     text = (f"PartRAG `{args.model}` on `{args.data}` {args.split} "
             f"({table[1]['objects']} objects, {settings.steps} steps, guidance "

@@ -3,7 +3,10 @@
 Flow convention of the checkpoints: x_σ = (1-σ)·x0 + σ·noise, the model predicts
 v = x0 - noise, so an Euler step from σ_i down to σ_(i+1) is x += (σ_i - σ_(i+1))·v.
 With S steps σ_i = 1 - i/S (then 0), optionally shifted σ' = shift·σ / (1 + (shift-1)·σ);
-the model sees timestep σ·num_train_timesteps.
+the model sees timestep σ·num_train_timesteps. Sampling may also start part-way, from
+known latents: with `strength` s < 1 the unshifted schedule runs s·(1 - i/S) and the start is
+(1-σ_0)·init + σ_0·noise, the flow's own interpolation (PartRAG's editor initialises its
+denoising from retrieved latents the same way).
 
 Classifier-free guidance runs one doubled batch [unconditional, conditional]: zero context
 first, each half with its own part ids 0..n-1 per object; v = v_u + g·(v_c - v_u).
@@ -70,33 +73,45 @@ class FlowSampler:
     def save_pretrained(self, folder: str | Path) -> None:
         write_config({**self.extra_config, **asdict(self.config)}, folder, CONFIG_NAME)
 
-    def sigmas(self, steps: int) -> torch.Tensor:
-        """(steps + 1,) noise levels from 1 down to a final 0."""
+    def sigmas(self, steps: int, strength: float = 1.0) -> torch.Tensor:
+        """(steps + 1,) noise levels from `strength` (1: pure noise) down to a final 0."""
         if steps < 1:
             raise ValueError(f"need at least one step, got {steps}")
-        sigma = 1.0 - torch.arange(steps, dtype=torch.float64) / steps
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        sigma = strength * (1.0 - torch.arange(steps, dtype=torch.float64) / steps)
         shift = self.config.shift
         sigma = shift * sigma / (1.0 + (shift - 1.0) * sigma)
         return torch.cat([sigma, sigma.new_zeros(1)]).float()
 
-    def timesteps(self, steps: int) -> torch.Tensor:
+    def timesteps(self, steps: int, strength: float = 1.0) -> torch.Tensor:
         """(steps,) timesteps the model sees: σ·num_train_timesteps."""
-        return self.sigmas(steps)[:-1] * self.config.num_train_timesteps
+        return self.sigmas(steps, strength)[:-1] * self.config.num_train_timesteps
 
     @torch.no_grad()
     def sample(self, model: Denoiser, noise: torch.Tensor, context: torch.Tensor,
                num_parts: int | torch.Tensor, *, steps: int = 50, guidance: float = 7.0,
+               init: torch.Tensor | None = None, strength: float = 1.0,
                progress: Callable[[int, int], None] | None = None,
                check_cancelled: Callable[[], None] | None = None) -> torch.Tensor:
         """noise (rows, T, C) -> latents after `steps` guided Euler steps.
 
         `context` (rows, L, Cc) conditions every part row; `num_parts` groups rows into
         objects. Guidance g > 1 runs the [unconditional, conditional] batch; g <= 1 runs
-        the conditional branch alone. `progress(done, steps)` follows every step;
+        the conditional branch alone. `init` (like noise) with `strength` < 1 starts from
+        those latents noised to the first σ. `progress(done, steps)` follows every step;
         `check_cancelled()` runs before every step and stops sampling by raising."""
+        if (init is None) != (strength == 1.0):
+            raise ValueError("start latents and a strength below 1 go together")
         counts = part_counts(num_parts).to(noise.device)
-        sigmas, timesteps = self.sigmas(steps), self.timesteps(steps)
+        sigmas, timesteps = self.sigmas(steps, strength), self.timesteps(steps, strength)
         x = noise
+        if init is not None:
+            if init.shape != noise.shape:
+                raise ValueError(f"start latents {tuple(init.shape)} do not match the noise "
+                                 f"{tuple(noise.shape)}")
+            x = ((1.0 - sigmas[0].item()) * init.float() + sigmas[0].item() * noise.float()
+                 ).to(noise.dtype)
         for i in range(steps):
             if check_cancelled is not None:
                 check_cancelled()

@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, help="retrieved exemplars (default 3; 0: none)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 12)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7)")
+    parser.add_argument("--strength", type=float,
+                        help="start σ when sampling from the retrieved parts (default 0.5 with "
+                             "retrieval and the library installed; 1: from pure noise)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-background", action="store_true",
                         help="treat the whole RGB image as the object (no background removal)")
@@ -27,39 +30,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_generate)
 
 
-def run_generate(args: argparse.Namespace) -> int:
+def read_image(path: Path):
+    """An image file as a uint8 array: RGB or RGBA as stored, anything else as RGBA."""
     import numpy as np
     from PIL import Image
 
-    from engine.pipelines.image_prep import ImageError
+    image = np.asarray(Image.open(path))
+    if image.dtype != np.uint8 or image.ndim != 3:
+        image = np.asarray(Image.open(path).convert("RGBA"))
+    return image
+
+
+def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "auto",
+                   seed: int = 0, steps: int | None = None, guidance: float | None = None,
+                   top_k: int | None = None, strength: float | None = None,
+                   remove_background: bool = True):
+    """Run the PartRAG bundle `model` on `image` and write the generation's files into
+    `out` (outputs.write_generation); returns the Generation. None means the default."""
     from engine.pipelines.outputs import write_generation
     from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_TOP_K,
-                                          PartRAGPipeline)
+                                          PartRAGPipeline, installed_library)
     from engine.training.loop import resolve_device
+
+    pipeline = PartRAGPipeline(model, resolve_device(device), library=installed_library(model))
+    generation = pipeline(
+        image, parts, seed=seed, steps=steps or DEFAULT_STEPS,
+        guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
+        top_k=DEFAULT_TOP_K if top_k is None else top_k, strength=strength,
+        remove_background=remove_background)
+    write_generation(generation, out)
+    return generation
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from engine.pipelines.image_prep import ImageError
 
     if not (args.model / "transformer").is_dir():
         print(f"no PartRAG bundle at {args.model} (train one with `python -m engine train dit "
               f"... --export {args.model}`)", file=sys.stderr)
         return 2
     try:
-        image = np.asarray(Image.open(args.image))
+        image = read_image(args.image)
     except (OSError, ValueError) as error:
         print(f"cannot read {args.image}: {error}", file=sys.stderr)
         return 2
-    if image.dtype != np.uint8 or image.ndim != 3:
-        image = np.asarray(Image.open(args.image).convert("RGBA"))
-    pipeline = PartRAGPipeline(args.model, resolve_device(args.device))
     try:
-        generation = pipeline(
-            image, args.parts, seed=args.seed,
-            steps=args.steps or DEFAULT_STEPS,
-            guidance=DEFAULT_GUIDANCE if args.guidance is None else args.guidance,
-            top_k=DEFAULT_TOP_K if args.top_k is None else args.top_k,
+        generation = generate_files(
+            image, args.out, args.parts, model=args.model, device=args.device, seed=args.seed,
+            steps=args.steps, guidance=args.guidance, top_k=args.top_k, strength=args.strength,
             remove_background=not args.keep_background)
     except (ImageError, ValueError) as error:
         print(f"generate: {error}", file=sys.stderr)
         return 2
-    write_generation(generation, args.out)
     t = generation.timings
     print(f"{len(generation.parts)} parts -> {args.out} in {t['total']:.2f} s (encode "
           f"{t['encode']:.2f}, retrieve {t['retrieve']:.2f}, denoise {t['denoise']:.2f}, "

@@ -7,8 +7,13 @@ transform, a label and a mesh id (PartRAG §3.1, §3.3-3.4 on PartCrafter's dual
           -> N part latents jointly denoised (rectified flow, zero-context guidance)
           -> each part decoded and extracted -> local mesh + transform + label + mesh id
 
-Labels come from the nearest retrieved part (mean latents); with k = 0 the top-3 assets are
-still looked up for labels only, the context stays the query's alone. Deterministic for a
+With a part library beside the bank (the bank made from it, library_bank.py) and k > 0,
+sampling starts from the retrieved assets' own part latents noised to σ = `strength`
+instead of pure noise (retrieval-initialised sampling: PartRAG's editor initialises from
+retrieved latents the same way; strength 1 is the paper's generation from noise). Labels
+come from the exemplar part a latent started from, otherwise from the nearest retrieved part
+(mean latents); with k = 0 the top-3 assets are still looked up for labels only, the context
+stays the query's alone. Deterministic for a
 seed on a given device. `progress(stage, fraction)` gets the overall fraction in [0, 1];
 `check_cancelled()` runs between steps and stops the run by raising.
 """
@@ -33,14 +38,24 @@ from engine.pipelines import retrieval_step
 from engine.pipelines.decode import ExtractSettings, decode_parts
 from engine.pipelines.exemplars import BANK_NAME, ExemplarBank, Hit
 from engine.pipelines.image_prep import frame_object, to_rgba
+from engine.pipelines.library_bank import library_fingerprint
+from engine.retrieval.library import PartLibrary
 
 # 12 Euler steps (the reference takes 50) keep an 8-part object near 10 s on 2 CPU cores.
 DEFAULT_TOP_K, DEFAULT_STEPS, DEFAULT_GUIDANCE = 3, 12, 7.0
+DEFAULT_STRENGTH = 0.5  # start σ of retrieval-initialised sampling (docs/results.md)
 LABEL_NEIGHBOURS = 3  # assets whose parts label the output when k = 0
 RETRIEVAL_SETTINGS = "retrieval.json"
 UNLABELLED = "object_part"  # label without any bank to take labels from
 STAGES = {"encode": (0.0, 0.05), "retrieve": (0.05, 0.1), "denoise": (0.1, 0.7),
           "decode": (0.7, 1.0)}  # share of the overall progress
+
+
+def installed_library(bundle: str | Path) -> Path | None:
+    """The part library installed beside a bundle (models/library next to models/partrag),
+    or None."""
+    folder = Path(bundle).parent / "library"
+    return folder if (folder / "library.json").is_file() else None
 
 
 @dataclass
@@ -63,10 +78,11 @@ class Generation:
 
 
 class PartRAGPipeline:
-    """Loads a bundle folder (transformer/, scheduler/, vae/, rag/) once; call it per image."""
+    """Loads a bundle folder (transformer/, scheduler/, vae/, rag/) and optionally the part
+    library its bank was made from, once; call it per image."""
 
     def __init__(self, folder: str | Path, device: str | torch.device = "cpu",
-                 extract: ExtractSettings | None = None):
+                 extract: ExtractSettings | None = None, library: str | Path | None = None):
         folder = Path(folder)
         self.folder, self.device = folder, torch.device(device)
         self.transformer = DualLaneDiT.from_pretrained(folder / "transformer").float().to(self.device)
@@ -83,6 +99,13 @@ class PartRAGPipeline:
         self.settings = json.loads(settings_path.read_text())
         bank_path = folder / "rag" / BANK_NAME
         self.bank = ExemplarBank.load(bank_path) if bank_path.is_file() else None
+        self.library = PartLibrary.load(library) if library is not None else None
+        made_from = self.settings.get("library")
+        if self.library is not None and (
+                self.bank is None or made_from != library_fingerprint(self.library)):
+            raise ValueError(f"{folder}'s exemplar bank was not made from the library {library}; "
+                             f"run: python -m engine library bank --library {library} "
+                             f"--model {folder}")
         self.encoder = retrieval_step.load_encoder(self.settings["encoder"], self.device)
         self.extract = extract or ExtractSettings()
 
@@ -90,7 +113,7 @@ class PartRAGPipeline:
     def max_parts(self) -> int:
         return self.transformer.config.max_num_parts
 
-    def check_request(self, parts: int, top_k: int, steps: int) -> None:
+    def check_request(self, parts: int, top_k: int, steps: int, strength: float) -> None:
         if not 1 <= parts <= self.max_parts:
             raise ValueError(f"this model generates 1 to {self.max_parts} parts, asked for {parts}")
         if top_k < 0:
@@ -101,6 +124,11 @@ class PartRAGPipeline:
             raise ValueError(f"top-k {top_k} exceeds the bank's {len(self.bank)} assets")
         if steps < 1:
             raise ValueError(f"need at least one denoising step, got {steps}")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        if strength < 1.0 and (top_k == 0 or self.library is None):
+            raise ValueError("a strength below 1 starts from retrieved part latents: it needs "
+                             "top-k > 0 and the part library")
 
     def encode(self, image: np.ndarray, remove_background: bool = True):
         """Image -> framed RGBA -> encoder tokens, grid, pooled."""
@@ -110,11 +138,15 @@ class PartRAGPipeline:
     @torch.no_grad()
     def __call__(self, image: np.ndarray, parts: int, *, steps: int = DEFAULT_STEPS,
                  guidance: float = DEFAULT_GUIDANCE, seed: int = 0, top_k: int = DEFAULT_TOP_K,
-                 remove_background: bool = True, exclude: str | None = None,
+                 strength: float | None = None, remove_background: bool = True,
+                 exclude: str | None = None,
                  progress: Callable[[str, float], None] | None = None,
                  check_cancelled: Callable[[], None] | None = None) -> Generation:
-        """`exclude` keeps one asset id out of retrieval (evaluating on a bank member)."""
-        self.check_request(parts, top_k, steps)
+        """`strength` None: DEFAULT_STRENGTH when retrieval can initialise sampling (k > 0
+        and a library), else 1. `exclude` keeps one asset id out of retrieval."""
+        if strength is None:
+            strength = DEFAULT_STRENGTH if top_k and self.library is not None else 1.0
+        self.check_request(parts, top_k, steps, strength)
         report = progress or (lambda stage, fraction: None)
         cancel = check_cancelled or (lambda: None)
         span = lambda stage, f: report(stage, STAGES[stage][0] + f * (STAGES[stage][1] - STAGES[stage][0]))
@@ -147,9 +179,11 @@ class PartRAGPipeline:
         generator = torch.Generator("cpu").manual_seed(seed)
         noise = initial_noise((parts, self.tokens, self.transformer.config.in_channels),
                               generator=generator, device=self.device)
+        start, start_labels = (self.start_latents(hits, parts) if strength < 1.0
+                               else (None, None))
         latents = self.sampler.sample(
             self.transformer, noise, per_part_rows(context, parts), torch.tensor([parts]),
-            steps=steps, guidance=guidance, check_cancelled=cancel,
+            steps=steps, guidance=guidance, init=start, strength=strength, check_cancelled=cancel,
             progress=lambda done, total: span("denoise", done / total))
         timings["denoise"] = time.perf_counter() - clock
 
@@ -158,13 +192,25 @@ class PartRAGPipeline:
                               progress=lambda f: span("decode", f), check_cancelled=cancel)
         timings["decode"] = time.perf_counter() - clock
 
-        labels = self.labels(latents, label_hits)
+        labels = start_labels or self.labels(latents, label_hits)
         out = [GeneratedPart(m.vertices, m.faces, m.transform, label, i, f"mesh{m.mesh_id}", m.empty)
                for i, (m, label) in enumerate(zip(meshes, labels))]
         timings["total"] = time.perf_counter() - started
         return Generation(out, [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
                           {"parts": parts, "steps": steps, "guidance": guidance, "seed": seed,
-                           "top_k": top_k})
+                           "top_k": top_k, "strength": strength})
+
+    def start_latents(self, hits: list[Hit], parts: int) -> tuple[torch.Tensor, list[str]]:
+        """The first `parts` part latents of the retrieved assets in rank order (the
+        best asset's parts first, repeated if all together have fewer) and their labels."""
+        latents, labels = [], []
+        for hit in hits:
+            row = self.library.row(hit.asset_id)
+            latents += list(self.library.latents(row))
+            labels += self.library.assets[row]["labels"]
+        order = np.arange(parts) % len(latents)
+        start = torch.from_numpy(np.stack([latents[i] for i in order])).to(self.device)
+        return start, [labels[i] for i in order]
 
     def labels(self, latents: torch.Tensor, hits: list[Hit]) -> list[str]:
         if not hits:

@@ -29,10 +29,11 @@ class PartRAGService:
     def pipeline(self):
         with self._lock:
             if self._pipeline is None:
-                from engine.pipelines.partrag import PartRAGPipeline
+                from engine.pipelines.partrag import PartRAGPipeline, installed_library
                 from engine.training.loop import resolve_device
 
-                self._pipeline = PartRAGPipeline(self.folder, resolve_device("auto"))
+                self._pipeline = PartRAGPipeline(self.folder, resolve_device("auto"),
+                                                 library=installed_library(self.folder))
             return self._pipeline
 
     def __call__(self, request: pipelines.Request, progress, cancelled) -> Result:

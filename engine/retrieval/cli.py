@@ -72,6 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     search.set_defaults(run=reporting(run_search))
 
+    bank = sub.add_parser("bank", help="make a PartRAG bundle retrieve from this library "
+                          "(rebuilds its rag/bank.npz from the library's assets)")
+    bank.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
+    bank.add_argument("--model", type=Path, required=True, help="PartRAG bundle folder")
+    bank.set_defaults(run=reporting(run_bank))
+
     info = sub.add_parser("info", help="summarise a library")
     info.add_argument("library", type=Path, nargs="?", default=DEFAULT_LIBRARY)
     info.set_defaults(run=reporting(run_info))
@@ -196,6 +202,15 @@ def run_search(args: argparse.Namespace) -> int:
         for h in hits:
             part = "-" if h.part is None else str(h.part)
             print(f"  {h.score:7.4f}  {h.asset_id:<28} part {part:>2}  {h.label}")
+    return 0
+
+
+def run_bank(args: argparse.Namespace) -> int:
+    from engine.pipelines.library_bank import install_library_bank
+
+    settings = install_library_bank(args.model, args.library)
+    print(f"{args.model}/rag/bank.npz: {settings['size']} exemplars from {args.library} "
+          f"(library {settings['library']})")
     return 0
 
 
