@@ -31,7 +31,7 @@ def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
         root.matrix_basis = Y_UP_TO_Z_UP
         root[PROP + "asset_id"] = asset_id
         root[PROP + "parameters"] = json.dumps(parameters, sort_keys=True)
-        root[PROP + "retrieved"] = [str(asset) for asset in retrieved or []]
+        root[PROP + "retrieved"] = [_asset_id(asset) for asset in retrieved or []]
         meshes: dict = {}
         children = []
         for number, part in enumerate(parts):
@@ -106,6 +106,11 @@ def _new_part(created: list, part, mesh, root, asset_id: str, colour):
     obj.material_slots[0].link = "OBJECT"
     obj.material_slots[0].material = material
     return obj
+
+
+def _asset_id(retrieved) -> str:
+    """An engine result lists its exemplars as {"asset_id", "score"}; keep the id."""
+    return str(retrieved["asset_id"] if isinstance(retrieved, dict) else retrieved)
 
 
 def _colour(number: int) -> tuple:

@@ -30,7 +30,8 @@ def add_serve(subparsers) -> None:
                         "(repeatable; for pipelines that are not part of the engine)")
     parser.add_argument("--models", type=Path, metavar="DIR",
                         help="model bundle folder (default: the repository's models/); "
-                        "DIR/partrag serves generate requests when present")
+                        "DIR/partrag serves generate requests, DIR/library library requests, "
+                        "when present")
     parser.set_defaults(run=serve)
 
 
@@ -43,8 +44,10 @@ def serve(args) -> int:
     for name in args.pipeline_module:
         importlib.import_module(name).register_pipelines()
     from engine.pipelines.serving import DEFAULT_MODELS, register_installed
+    from engine.retrieval.serving import register_library
 
     register_installed(args.models or DEFAULT_MODELS)
+    register_library(args.models or DEFAULT_MODELS)
     try:
         server = EngineServer(args.address, args.keys)
     except BindRefused as error:

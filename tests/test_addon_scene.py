@@ -66,7 +66,8 @@ def test_meshes_are_valid_blender_meshes(addon, empty_scene):
 
 
 def test_names_properties_and_one_material_per_part(addon, empty_scene):
-    root = build(addon, parts_with_duplicates(), retrieved=["lib7", "lib9"])
+    retrieved = [{"asset_id": "lib7", "score": 0.9}, "lib9"]  # as results list them, or ids
+    root = build(addon, parts_with_duplicates(), retrieved=retrieved)
     children = addon.scene.asset_parts(root)
     assert [child.name for child in children] == ["test_part0", "chair_leg", "test_part2",
                                                   "chair_leg.001"]
