@@ -1,15 +1,11 @@
 """Tiny data for the retrieval tests: a dataset folder whose 'renders' are drawn with numpy
 (each part a coloured band, so masks and images agree) and a tiny VecSet VAE folder."""
 
-import json
-
 import numpy as np
-from PIL import Image
 
-from engine.data.categories import generate_asset
-from engine.data.dataset import save_asset_arrays
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
 from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY, RECIPES
+from tiny_dataset import write_dataset
 
 SPLITS = {"train": ["chair", "mug", "table", "chair", "mug", "table"],
           "val": ["chair", "mug"], "test": ["chair", "mug", "table"]}
@@ -37,29 +33,8 @@ def draw_views(num_parts: int, seed: int) -> tuple[list[np.ndarray], list[np.nda
 
 
 def write_rendered_dataset(root):
-    manifest = {"splits": {}}
-    for s, (split, names) in enumerate(SPLITS.items()):
-        records = []
-        for i, category in enumerate(names):
-            seed = 100 * s + i
-            asset = generate_asset(category, seed)
-            name = f"{category}-{seed:010d}"
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            save_asset_arrays(folder / "asset.npz", asset)
-            images, masks = draw_views(len(asset.parts), seed)
-            views = []
-            for k, (image, mask) in enumerate(zip(images, masks)):
-                Image.fromarray(image).save(folder / f"view_{k:02d}.png")
-                Image.fromarray(mask).save(folder / f"mask_{k:02d}.png")
-                views.append({"image": f"view_{k:02d}.png", "mask": f"mask_{k:02d}.png"})
-            (folder / "meta.json").write_text(json.dumps(
-                {"category": category, "seed": seed, "labels": asset.labels,
-                 "params": asset.params, "views": views}))
-            records.append({"name": name, "category": category, "parts": len(asset.parts)})
-        manifest["splits"][split] = records
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    return write_dataset(root, SPLITS, seed_step=100,
+                         draw_views=lambda asset, seed: draw_views(len(asset.parts), seed))
 
 
 def write_tiny_vae(folder):

@@ -1,30 +1,13 @@
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from engine.models.checkpoint import CheckpointError
 from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIXTURE = REFERENCE / "parity-A"
-needs_fixture = pytest.mark.skipif(
-    not (FIXTURE / "io.safetensors").is_file(),
-    reason=f"parity fixture not found at {FIXTURE} (it lives in the shared checkout)")
-TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def io():
-    return load_file(FIXTURE / "io.safetensors")
-
-
-@pytest.fixture(scope="module")
-def dit():
-    return DualLaneDiT.from_pretrained(FIXTURE / "transformer")
+from parity_fixture import (FIXTURE, TOLERANCE, assert_loading_leaves_folder_untouched,
+                            assert_matches_public_listing, needs_fixture, needs_listing,
+                            public_listing)
 
 
 def tiny_dit(**overrides):
@@ -74,11 +57,7 @@ def test_save_and_load_round_trip(dit, io, tmp_path):
 
 @needs_fixture
 def test_loading_leaves_the_fixture_folder_untouched(tmp_path):
-    shutil.copytree(FIXTURE / "transformer", tmp_path / "transformer")
-    DualLaneDiT.from_pretrained(tmp_path / "transformer")
-    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        assert ((tmp_path / "transformer" / name).read_bytes()
-                == (FIXTURE / "transformer" / name).read_bytes())
+    assert_loading_leaves_folder_untouched(DualLaneDiT.from_pretrained, "transformer", tmp_path)
 
 
 def test_objects_with_different_part_counts_batch_like_each_alone():
@@ -191,12 +170,9 @@ def test_folder_without_config_is_refused(tmp_path):
         DualLaneDiT.from_pretrained(tmp_path)
 
 
-@pytest.mark.skipif(not (REFERENCE / "partcrafter-state-dict.json").is_file(),
-                    reason="public state-dict listing not found")
+@needs_listing
 def test_full_size_parameters_match_the_public_checkpoint():
-    listing = json.loads((REFERENCE / "partcrafter-state-dict.json").read_text())["transformer"]
+    listing = public_listing("transformer")
     with torch.device("meta"):
         model = DualLaneDiT(DualLaneDiTConfig(**listing["config_defaults"]))
-    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
-    assert shapes == listing["state_dict_shapes"]
-    assert sum(p.numel() for p in model.parameters()) == listing["num_params"]
+    assert_matches_public_listing(model, listing)

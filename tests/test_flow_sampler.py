@@ -1,19 +1,12 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from engine.models.checkpoint import CheckpointError
 from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
 from engine.models.flow_sampler import FlowSampler, FlowSchedulerConfig, initial_noise
-
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity-A"
-needs_fixture = pytest.mark.skipif(
-    not (FIXTURE / "io.safetensors").is_file(),
-    reason=f"parity fixture not found at {FIXTURE} (it lives in the shared checkout)")
-TOLERANCE = 1e-4
+from parity_fixture import FIXTURE, TOLERANCE, needs_fixture
 
 
 class Recorder:
@@ -27,11 +20,6 @@ class Recorder:
         self.calls.append((latents.shape[0], timestep.clone(), context.clone(),
                            num_parts.clone()))
         return context[:, :1, :1].expand_as(latents).clone()
-
-
-@pytest.fixture(scope="module")
-def io():
-    return load_file(FIXTURE / "io.safetensors")
 
 
 def tiny_dit():

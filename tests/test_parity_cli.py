@@ -2,15 +2,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file, save_file
 
 from engine.models.parity import add_parity, check_fixture
+from parity_fixture import FIXTURE, needs_fixture
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity-A"
-pytestmark = pytest.mark.skipif(
-    not (FIXTURE / "io.safetensors").is_file(),
-    reason=f"parity fixture not found at {FIXTURE} (it lives in the shared checkout)")
+pytestmark = needs_fixture
 OUTPUTS = ["dit_out", "ditb_out", "sample_out_latents", "vae_dec_out_logits", "vae_out_moments"]
 
 

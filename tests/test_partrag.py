@@ -12,8 +12,6 @@ import torch
 from PIL import Image
 
 from engine.cli import main
-from engine.data.categories import generate_asset
-from engine.data.dataset import save_asset_arrays
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
 from engine.pipelines.decode import ExtractSettings
 from engine.pipelines.image_prep import ImageError, frame_object, to_rgba
@@ -24,6 +22,7 @@ from engine.training.flow_matching import (flow_target, logit_normal_sigmas, noi
                                            per_row)
 from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
 from engine.training.vae import RECIPES as VAE_RECIPES
+from tiny_dataset import write_dataset
 
 SPLITS = {"train": ["chair", "table", "mug", "car", "stool"], "val": ["bottle"],
           "test": ["chair", "bucket"]}
@@ -50,32 +49,6 @@ def fake_views(asset, views=2):
     return images, masks
 
 
-def write_dataset(root):
-    manifest = {"splits": {}}
-    for s, (split, names) in enumerate(SPLITS.items()):
-        records = []
-        for i, category in enumerate(names):
-            asset = generate_asset(category, 10 * s + i)
-            name = f"{category}-{10 * s + i:010d}"
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            save_asset_arrays(folder / "asset.npz", asset)
-            images, masks = fake_views(asset)
-            views = []
-            for v, (image, mask) in enumerate(zip(images, masks)):
-                Image.fromarray(image).save(folder / f"view_{v:02d}.png")
-                Image.fromarray(mask).save(folder / f"mask_{v:02d}.png")
-                views.append({"image": f"view_{v:02d}.png", "mask": f"mask_{v:02d}.png"})
-            (folder / "meta.json").write_text(json.dumps(
-                {"category": category, "seed": asset.seed, "labels": asset.labels,
-                 "params": asset.params, "views": views}))
-            records.append({"name": name, "category": category, "parts": len(asset.parts),
-                            "part_iou": 0.0})
-        manifest["splits"][split] = records
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
 def tiny_vae_folder(folder):
     torch.manual_seed(0)
     recipe = VAE_RECIPES["tiny"]
@@ -88,7 +61,7 @@ def tiny_vae_folder(folder):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("partrag")
-    data = write_dataset(root / "data")
+    data = write_dataset(root / "data", SPLITS, draw_views=lambda asset, seed: fake_views(asset))
     vae = tiny_vae_folder(root / "vae")
     recipe = RECIPES["tiny"]
     result, exported = train_dit(data, vae, root / "run", recipe, recipe.train_config(),

@@ -1,29 +1,14 @@
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from engine.models.dual_lane_dit import DualLaneDiT
 from engine.models.flow_sampler import FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
+from parity_fixture import FIXTURE, needs_fixture
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity-A"
-pytestmark = pytest.mark.skipif(
-    not (FIXTURE / "io.safetensors").is_file(),
-    reason=f"parity fixture not found at {FIXTURE} (it lives in the shared checkout)")
-
-
-@pytest.fixture(scope="module")
-def io():
-    return load_file(FIXTURE / "io.safetensors")
-
-
-@pytest.fixture(scope="module")
-def dit():
-    return DualLaneDiT.from_pretrained(FIXTURE / "transformer")
+pytestmark = needs_fixture
 
 
 def projection_for(dit, latent_channels=8):

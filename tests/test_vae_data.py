@@ -1,13 +1,11 @@
-import json
-
 import numpy as np
 import pytest
 
-from engine.data.categories import generate_asset
-from engine.data.dataset import load_asset, save_asset_arrays
+from engine.data.dataset import load_asset
 from engine.data.vae_data import (BOX, NEAR, UNIFORM, CacheOptions, SampleOptions, VAEExamples,
                                   build_cache)
 from engine.geometry.inside import points_inside
+from tiny_dataset import write_dataset
 
 TINY_CACHE = CacheOptions(surface_per_part=256, near_per_part=256, box_per_part=64, uniform=256)
 TINY_SAMPLE = SampleOptions(points=64, queries=100)
@@ -15,23 +13,8 @@ SPLITS = {"train": ["chair", "mug", "bucket"], "val": ["table"], "test": ["chair
 
 
 def write_tiny_dataset(root):
-    """A dataset folder without renders: asset.npz + meta.json per object and the manifest."""
-    manifest = {"splits": {}}
-    for s, (split, names) in enumerate(SPLITS.items()):
-        records = []
-        for i, category in enumerate(names):
-            asset = generate_asset(category, 10 * s + i)
-            name = f"{category}-{10 * s + i:010d}"
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            save_asset_arrays(folder / "asset.npz", asset)
-            (folder / "meta.json").write_text(json.dumps(
-                {"category": category, "seed": asset.seed, "labels": asset.labels,
-                 "params": asset.params}))
-            records.append({"name": name, "category": category, "parts": len(asset.parts)})
-        manifest["splits"][split] = records
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    """A dataset folder without renders."""
+    return write_dataset(root, SPLITS)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,4 @@
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,18 +6,9 @@ from safetensors.torch import load_file, save_file
 
 from engine.models.checkpoint import CheckpointError
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIXTURE = REFERENCE / "parity-A"
-needs_fixture = pytest.mark.skipif(
-    not (FIXTURE / "io.safetensors").is_file(),
-    reason=f"parity fixture not found at {FIXTURE} (it lives in the shared checkout)")
-TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def io():
-    return load_file(FIXTURE / "io.safetensors")
+from parity_fixture import (FIXTURE, TOLERANCE, assert_loading_leaves_folder_untouched,
+                            assert_matches_public_listing, needs_fixture, needs_listing,
+                            public_listing)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +54,6 @@ def test_decoding_in_chunks_changes_nothing(vae, io):
 
 
 @needs_fixture
-@needs_fixture
 def test_field_of_one_shape_equals_decode(vae, io):
     latents, queries = io["vae_dec_in_latents"], io["vae_dec_in_queries"]
     with torch.no_grad():
@@ -76,6 +64,7 @@ def test_field_of_one_shape_equals_decode(vae, io):
         vae.field(latents.expand(2, -1, -1))
 
 
+@needs_fixture
 def test_save_and_load_round_trip(vae, io, tmp_path):
     vae.save_pretrained(tmp_path / "vae")
     again = VecSetVAE.from_pretrained(tmp_path / "vae")
@@ -130,15 +119,11 @@ def test_config_that_does_not_describe_the_weights_is_refused(tmp_path):
         VecSetVAE.from_pretrained(tmp_path)
 
 
-@pytest.mark.skipif(not (REFERENCE / "partcrafter-state-dict.json").is_file(),
-                    reason="public state-dict listing not found")
+@needs_listing
 def test_full_size_parameters_match_the_public_checkpoint():
-    listing = json.loads((REFERENCE / "partcrafter-state-dict.json").read_text())["vae"]
     with torch.device("meta"):
         model = VecSetVAE()
-    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
-    assert shapes == listing["state_dict_shapes"]
-    assert sum(p.numel() for p in model.parameters()) == listing["num_params"]
+    assert_matches_public_listing(model, public_listing("vae"))
 
 
 def test_sampled_query_subset_is_spread_and_seeded():
@@ -172,10 +157,6 @@ def test_log_variance_is_clamped():
     assert posterior.moments[..., 4:].min() > 20 and posterior.logvar.max() == 20.0
 
 
+@needs_fixture
 def test_shipped_fixture_folder_is_untouched_by_loading(tmp_path):
-    if not FIXTURE.is_dir():
-        pytest.skip(f"parity fixture not found at {FIXTURE}")
-    shutil.copytree(FIXTURE / "vae", tmp_path / "vae")
-    VecSetVAE.from_pretrained(tmp_path / "vae")
-    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        assert (tmp_path / "vae" / name).read_bytes() == (FIXTURE / "vae" / name).read_bytes()
+    assert_loading_leaves_folder_untouched(VecSetVAE.from_pretrained, "vae", tmp_path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,12 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.data.cache import check_options, save_npz
 from engine.data.dataset import load_asset
 from engine.eval.metrics import sample_surface
 from engine.geometry.inside import points_inside
 
 CACHE_VERSION = 1
-OPTIONS_FILE = "options.json"
 NEAR, BOX, UNIFORM = 0, 1, 2  # query kinds
 UNIFORM_BOUND = 1.05
 
@@ -103,25 +102,7 @@ def cache_object(folder: Path, options: CacheOptions, seed: int) -> dict[str, np
 
 def _write_cached(job: tuple[Path, Path, CacheOptions]) -> Path:
     folder, target, options = job
-    arrays = cache_object(folder, options, object_seed(folder.name))
-    tmp = target.with_name(f".{target.stem}-{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, target)
-    return target
-
-
-def check_options(cache: Path, options: CacheOptions) -> None:
-    """Write the cache's options on first use; refuse to mix caches built differently."""
-    path = cache / OPTIONS_FILE
-    wanted = {"version": CACHE_VERSION, **json.loads(json.dumps(asdict(options)))}
-    if path.is_file():
-        found = json.loads(path.read_text())
-        if found != wanted:
-            raise ValueError(f"{cache} was built with other options ({found}); delete it or "
-                             f"use another cache folder")
-    else:
-        cache.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(wanted, indent=1))
+    return save_npz(target, cache_object(folder, options, object_seed(folder.name)))
 
 
 def split_names(data: Path, split: str) -> list[str]:
@@ -134,7 +115,7 @@ def build_cache(data: Path, cache: Path, split: str, options: CacheOptions = Cac
     """Cache every object of a split (resumable: finished files are kept); returns the paths
     in manifest order."""
     data, cache = Path(data), Path(cache)
-    check_options(cache, options)
+    check_options(cache, {"version": CACHE_VERSION, **asdict(options)})
     (cache / split).mkdir(parents=True, exist_ok=True)
     names = split_names(data, split)
     paths = [cache / split / f"{name}.npz" for name in names]

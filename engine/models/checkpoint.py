@@ -4,7 +4,9 @@ read and written without diffusers, so public checkpoints load unmodified."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
+from typing import TypeVar
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -13,6 +15,9 @@ from torch import nn
 CONFIG_NAME = "config.json"
 LISTED = 20  # names shown per kind of problem; a wrong size config misfits hundreds
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+C = TypeVar("C")
+M = TypeVar("M", bound=nn.Module)
 
 
 class CheckpointError(ValueError):
@@ -56,6 +61,30 @@ def load_weights(module: nn.Module, folder: str | Path) -> None:
         raise CheckpointError(f"{path} does not fit {type(module).__name__} with its "
                               f"config.json: " + "; ".join(problems))
     module.load_state_dict(loaded)
+
+
+def split_config(raw: dict, config_type: type[C]) -> tuple[C, dict]:
+    """A config.json's keys as the dataclass `config_type` (the keys that are its fields) and
+    the other keys (`_class_name`, keys of the reference code we do not use)."""
+    names = {f.name for f in fields(config_type)}
+    return (config_type(**{k: v for k, v in raw.items() if k in names}),
+            {k: v for k, v in raw.items() if k not in names})
+
+
+def load_pretrained(cls: type[M], config_type: type, folder: str | Path,
+                    keep_extra: bool = True) -> M:
+    """`cls(config, **extra)` built from the folder's config.json (see split_config; with
+    keep_extra=False the extra keys are dropped and `cls(config)` is built), its weights
+    loaded strictly, in eval mode. A config the network refuses (ValueError) is a
+    CheckpointError naming the file; one that does not describe the weights fails the
+    weight check."""
+    config, extra = split_config(read_config(folder), config_type)
+    try:
+        model = cls(config, **extra) if keep_extra else cls(config)
+    except ValueError as error:
+        raise CheckpointError(f"{Path(folder) / CONFIG_NAME}: {error}") from error
+    load_weights(model, folder)
+    return model.eval()
 
 
 def write_config(config: dict, folder: str | Path, name: str = CONFIG_NAME) -> None:

@@ -16,7 +16,7 @@ how many consecutive rows make up each object.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.attention import FP32LayerNorm, TransformerBlock
-from engine.models.checkpoint import (CONFIG_NAME, CheckpointError, load_weights, read_config,
-                                      save_folder)
+from engine.models.checkpoint import load_pretrained, save_folder
 
 CLASS_NAME = "PartCrafterDiTModel"  # written on save so the reference code can load our folders
 MAX_PERIOD = 10000  # of the sinusoidal timestep embedding
@@ -168,15 +167,7 @@ class DualLaneDiT(nn.Module):
         """Load a `transformer/` folder (config.json + diffusion_pytorch_model.safetensors).
         Config keys we do not use are kept for save_pretrained; a config that does not
         describe the weights fails the strict weight check instead."""
-        raw = read_config(folder)
-        names = {f.name for f in fields(DualLaneDiTConfig)}
-        config = DualLaneDiTConfig(**{k: v for k, v in raw.items() if k in names})
-        try:
-            model = cls(config, **{k: v for k, v in raw.items() if k not in names})
-        except ValueError as error:
-            raise CheckpointError(f"{Path(folder) / CONFIG_NAME}: {error}") from error
-        load_weights(model, folder)
-        return model.eval()
+        return load_pretrained(cls, DualLaneDiTConfig, folder)
 
     def save_pretrained(self, folder: str | Path) -> None:
         save_folder(self, {**self.extra_config, **asdict(self.config)}, folder)

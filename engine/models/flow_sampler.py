@@ -14,13 +14,13 @@ first, each half with its own part ids 0..n-1 per object; v = v_u + g·(v_c - v_
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from engine.models.checkpoint import read_config, write_config
+from engine.models.checkpoint import read_config, split_config, write_config
 from engine.models.dual_lane_dit import part_counts
 
 CONFIG_NAME = "scheduler_config.json"
@@ -65,10 +65,8 @@ class FlowSampler:
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> FlowSampler:
         """Load a `scheduler/` folder (scheduler_config.json)."""
-        raw = read_config(folder, CONFIG_NAME)
-        names = {f.name for f in fields(FlowSchedulerConfig)}
-        return cls(FlowSchedulerConfig(**{k: v for k, v in raw.items() if k in names}),
-                   **{k: v for k, v in raw.items() if k not in names})
+        config, extra = split_config(read_config(folder, CONFIG_NAME), FlowSchedulerConfig)
+        return cls(config, **extra)
 
     def save_pretrained(self, folder: str | Path) -> None:
         write_config({**self.extra_config, **asdict(self.config)}, folder, CONFIG_NAME)

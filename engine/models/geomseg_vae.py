@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from torch import nn
 
 from engine.geometry.fps import farthest_point_sample
 from engine.models.attention import FP32LayerNorm, TransformerBlock
-from engine.models.checkpoint import load_weights, read_config, save_folder
+from engine.models.checkpoint import load_weights, read_config, save_folder, split_config
 from engine.models.vecset_vae import NORMAL_CHANNELS, DiagonalGaussian, VecSetVAE
 
 CLASS_NAME = "GeomSegVAE"
@@ -144,9 +144,7 @@ class GeomSegVAE(nn.Module):
     def from_pretrained(cls, folder: str | Path) -> GeomSegVAE:
         """Load a folder written by save_pretrained (`vae/` + `seg/`), in eval mode."""
         folder = Path(folder)
-        names = {f.name for f in fields(GeomSegConfig)}
-        config = GeomSegConfig(**{k: v for k, v in read_config(folder / "seg").items()
-                                  if k in names})
+        config, _ = split_config(read_config(folder / "seg"), GeomSegConfig)
         model = cls(VecSetVAE.from_pretrained(folder / "vae"), config)
         load_weights(model.additions(), folder / "seg")
         return model.eval()

@@ -15,14 +15,14 @@ optional, so a public PartCrafter folder (without `rag/`) runs with k = 0 only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from engine.models.attention import FP32LayerNorm
-from engine.models.checkpoint import CONFIG_NAME, load_weights, read_config, save_folder
+from engine.models.checkpoint import CONFIG_NAME, load_pretrained, save_folder
 from engine.models.dual_lane_dit import part_counts
 
 FOLDER = "rag"  # beside transformer/ in a model folder
@@ -47,12 +47,7 @@ class RetrievalContext(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> RetrievalContext:
-        names = {f.name for f in fields(RetrievalContextConfig)}
-        config = RetrievalContextConfig(**{k: v for k, v in read_config(folder).items()
-                                           if k in names})
-        model = cls(config)
-        load_weights(model, folder)
-        return model.eval()
+        return load_pretrained(cls, RetrievalContextConfig, folder, keep_extra=False)
 
     @classmethod
     def beside(cls, model_folder: str | Path) -> RetrievalContext | None:

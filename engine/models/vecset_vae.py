@@ -12,7 +12,7 @@ that folder loads unmodified:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from torch import nn
 
 from engine.geometry.fps import farthest_point_sample
 from engine.models.attention import FP32LayerNorm, TransformerBlock
-from engine.models.checkpoint import load_weights, read_config, save_folder
+from engine.models.checkpoint import load_pretrained, save_folder
 
 NORMAL_CHANNELS = 3  # each encoder point carries a unit normal after its position
 QUERY_CANDIDATES_PER_TOKEN = 4  # query subset: FPS of T tokens among 4·T random points
@@ -148,12 +148,7 @@ class VecSetVAE(nn.Module):
         """Load a `vae/` folder (config.json + diffusion_pytorch_model.safetensors). Config
         keys we do not use are kept for save_pretrained; a config that does not describe
         the weights fails the strict weight check instead."""
-        raw = read_config(folder)
-        names = {f.name for f in fields(VecSetVAEConfig)}
-        config = VecSetVAEConfig(**{k: v for k, v in raw.items() if k in names})
-        model = cls(config, **{k: v for k, v in raw.items() if k not in names})
-        load_weights(model, folder)
-        return model.eval()
+        return load_pretrained(cls, VecSetVAEConfig, folder)
 
     def save_pretrained(self, folder: str | Path) -> None:
         save_folder(self, {**self.extra_config, **asdict(self.config)}, folder)

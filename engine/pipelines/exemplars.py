@@ -10,12 +10,13 @@ label (for labelling generated parts). Written into a bundle's rag/ as one .npz.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from engine.data.cache import save_npz
 
 BANK_NAME = "bank.npz"
 
@@ -81,14 +82,11 @@ class ExemplarBank:
         return [str(self.labels[rows[b]]) for b in best]
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, names=self.names.astype(str), keys=self.keys.astype(np.float16),
-                 image_tokens=self.image_tokens.astype(np.float16),
-                 latents=self.latents.astype(np.float16),
-                 part_means=self.part_means.astype(np.float16), part_count=self.part_count,
-                 labels=self.labels.astype(str))
-        os.replace(tmp, path)
+        save_npz(path, dict(names=self.names.astype(str), keys=self.keys.astype(np.float16),
+                            image_tokens=self.image_tokens.astype(np.float16),
+                            latents=self.latents.astype(np.float16),
+                            part_means=self.part_means.astype(np.float16),
+                            part_count=self.part_count, labels=self.labels.astype(str)))
 
     @classmethod
     def load(cls, path: str | Path) -> ExemplarBank:

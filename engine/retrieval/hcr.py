@@ -31,7 +31,7 @@ the flow loss), plus the part-query terms weighted by λ_part.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from engine.models.checkpoint import load_weights, read_config, save_folder
+from engine.models.checkpoint import load_pretrained, save_folder
 from engine.retrieval.encoders import DEFAULT_ENCODER
 
 CLASS_NAME = "HierarchicalContrastiveRetriever"
@@ -98,10 +98,7 @@ class HCR(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> HCR:
-        names = {f.name for f in fields(HCRConfig)}
-        model = cls(HCRConfig(**{k: v for k, v in read_config(folder).items() if k in names}))
-        load_weights(model, folder)
-        return model.eval()
+        return load_pretrained(cls, HCRConfig, folder, keep_extra=False)
 
     def save_pretrained(self, folder: str | Path) -> None:
         save_folder(self, {"_class_name": CLASS_NAME, **asdict(self.config)}, folder)

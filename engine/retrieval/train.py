@@ -36,6 +36,7 @@ from engine.retrieval.shape import PartEncoder
 from engine.retrieval.views import read_views, view_features
 from engine.training import recipes
 from engine.training.loop import TrainConfig, TrainResult, train
+from engine.training.model_card import write_model_card
 
 MAX_PARTS = 8  # the dataset's filter keeps 2-8 parts
 
@@ -150,22 +151,18 @@ def export_model(model: HCR, folder: Path, config: TrainConfig, result: TrainRes
     """Save the EMA heads and a model card."""
     model = copy.deepcopy(model).cpu().eval()
     model.save_pretrained(folder)
-    val = result.log["val"][-1] if result.log["val"] else {}
     params = sum(p.numel() for p in model.parameters())
     megabytes = (Path(folder) / WEIGHTS_NAME).stat().st_size / 2**20
-    lines = ["# Hierarchical Contrastive Retriever (HCR heads)", "",
-             f"- Encoder (frozen): `{model.config.encoder}`; 3D side: mean-pooled VAE part latents "
-             f"({model.config.latent_dim} channels)",
-             f"- Heads: {json.dumps(asdict(model.config))}; {params:,} parameters, "
-             f"{megabytes:.1f} MB",
-             f"- Data: `{data}` train split renders; {result.step} steps, batch "
-             f"{config.batch_size}, lr {config.lr}, EMA {config.ema_decay} (EMA weights shipped)",
-             "- Final validation (EMA, in-batch negatives): " + ", ".join(
-                 f"{k} {v:.4g}" for k, v in val.items() if k != "step"),
-             f"- Retrieval figures: `python -m engine eval retrieval --split test --data {data} "
-             f"--retriever {folder} --library LIBRARY`",
-             f"- Retrain: `{command}`", ""]
-    (Path(folder) / "MODEL_CARD.md").write_text("\n".join(lines))
+    write_model_card(folder, "Hierarchical Contrastive Retriever (HCR heads)", [
+        f"- Encoder (frozen): `{model.config.encoder}`; 3D side: mean-pooled VAE part latents "
+        f"({model.config.latent_dim} channels)",
+        f"- Heads: {json.dumps(asdict(model.config))}; {params:,} parameters, "
+        f"{megabytes:.1f} MB",
+        f"- Data: `{data}` train split renders; {result.step} steps, batch "
+        f"{config.batch_size}, lr {config.lr}, EMA {config.ema_decay} (EMA weights shipped)",
+        f"- Final validation (EMA, in-batch negatives): {result.val_summary}",
+        f"- Retrieval figures: `python -m engine eval retrieval --split test --data {data} "
+        f"--retriever {folder} --library LIBRARY`"], command)
 
 
 def train_retriever(train_features: Path, val_features: Path, run_dir: Path,
@@ -175,15 +172,10 @@ def train_retriever(train_features: Path, val_features: Path, run_dir: Path,
     """Train HCR heads on two feature caches; the result's EMA is an HCRTrainer."""
     train_examples = RetrievalExamples(train_features)
     val_examples = RetrievalExamples(val_features)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     model_config = HCRConfig(**{**recipe.model, "token_dim": train_examples.token_dim,
                                 "latent_dim": train_examples.latent_dim, "encoder": encoder_key})
-    recipe_json = json.loads(json.dumps({"model": asdict(model_config), "train": asdict(config)}))
-    recipe_path = run_dir / "recipe.json"
-    if resume and recipe_path.is_file() and json.loads(recipe_path.read_text()) != recipe_json:
-        raise ValueError(f"{run_dir} was started with another recipe ({recipe_path})")
-    recipe_path.write_text(json.dumps(recipe_json, indent=1))
+    recipes.record_recipe(run_dir, {"model": asdict(model_config), "train": asdict(config)},
+                          resume)
     torch.manual_seed(config.seed)
     trainer = HCRTrainer(HCR(model_config))
     return train(trainer, lambda m, b: m.losses(b),

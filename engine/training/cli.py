@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
+RECIPE_HELP = "recipe name (small, tiny) or a JSON file with the recipe's keys"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,12 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vae.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.json)")
     vae.add_argument("--out", type=Path, required=True,
                      help="run folder: checkpoint, log.json, loss.png, recipe.json")
-    vae.add_argument("--config", default="small",
-                     help="recipe name (small, tiny) or a JSON file with the recipe's keys")
-    vae.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    vae.add_argument("--batch", type=int, help="examples per step (default: the recipe's)")
-    vae.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    vae.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
+    add_recipe_arguments(vae, "examples")
     vae.add_argument("--resume", action="store_true", help="continue the run in --out")
     vae.add_argument("--init", type=Path, metavar="VAE_DIR",
                      help="start from this VecSet VAE folder (geomseg: the part VAE to fine-tune, or a "
@@ -38,10 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="when finished, save the EMA model here (float16 if harmless)")
     vae.add_argument("--cache", type=Path, help="example cache (default DATA/vae_cache)")
     vae.add_argument("--workers", type=int, default=2, help="processes building the cache")
-    vae.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    vae.add_argument("--threads", type=int,
-                     help="CPU threads for torch (default torch's; 1 is steadier when another "
-                     "job shares the cores)")
+    add_device_arguments(vae)
     vae.set_defaults(run=run_train_vae)
 
     ret = sub.add_parser("retriever", help="HCR heads (PartRAG retrieval) on a dataset's renders")
@@ -53,12 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ret.add_argument("--encoder", default="efficientnet-lite0",
                      help="frozen image encoder: efficientnet-lite0, dinov2:DIR_OR_ID, "
                      "clip:DIR_OR_ID")
-    ret.add_argument("--config", default="small",
-                     help="recipe name (small, tiny) or a JSON file with keys model, train")
-    ret.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    ret.add_argument("--batch", type=int, help="objects per step (default: the recipe's)")
-    ret.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    ret.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
+    add_recipe_arguments(ret, "objects", config_help="recipe name (small, tiny) or a JSON file "
+                         "with keys model, train")
     ret.add_argument("--queue", type=int,
                      help="momentum queue size per level (default: the recipe's; paper 65536)")
     ret.add_argument("--limit", type=int, help="first N objects of each split (smoke runs)")
@@ -67,33 +56,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ret.add_argument("--resume", action="store_true", help="continue the run in --out")
     ret.add_argument("--export", type=Path, metavar="DIR",
                      help="when finished, save the EMA heads here with a model card")
-    ret.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    ret.add_argument("--threads", type=int, help="CPU threads for torch (default torch's)")
+    add_device_arguments(ret)
     ret.set_defaults(run=run_train_retriever)
 
 
-def run_train_vae(args: argparse.Namespace) -> int:
-    import torch
+def add_recipe_arguments(parser: argparse.ArgumentParser, per_step: str,
+                         config_help: str = RECIPE_HELP) -> None:
+    """--config and the recipe's overrides (--steps, --batch, --lr, --seed); `per_step`
+    names what a batch counts."""
+    parser.add_argument("--config", default="small", help=config_help)
+    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    parser.add_argument("--batch", type=int, help=f"{per_step} per step (default: the recipe's)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
 
-    from engine.training.vae import load_recipe, train_vae
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for torch (default torch's; 1 is steadier when another "
+                        "job shares the cores)")
+
+
+def recipe_and_config(args: argparse.Namespace, load_recipe):
+    """Apply --threads, load --config and its TrainConfig with the command line's overrides."""
+    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.config)
-    config = recipe.train_config(steps=args.steps, batch_size=args.batch, lr=args.lr,
-                                 seed=args.seed)
+    return recipe, recipe.train_config(steps=args.steps, batch_size=args.batch, lr=args.lr,
+                                       seed=args.seed)
+
+
+def report_run(result, config, title: str, out: Path) -> bool:
+    """Print how the run ended; False when it was stopped early (exit with INTERRUPTED)."""
+    if not result.finished:
+        print(f"stopped at step {result.step} of {config.steps}; continue with the same "
+              f"command plus --resume", file=sys.stderr)
+        return False
+    print(f"{title}: {result.step} steps, final val (EMA) {result.val_summary} -> {out}")
+    return True
+
+
+def run_train_vae(args: argparse.Namespace) -> int:
+    from engine.training.vae import load_recipe, train_vae
+
+    recipe, config = recipe_and_config(args, load_recipe)
     result, exported = train_vae(args.kind, args.data, args.out, recipe, config,
                                  cache=args.cache or args.data / "vae_cache", init=args.init,
                                  export=args.export, device=args.device, resume=args.resume,
                                  workers=args.workers)
-    if not result.finished:
-        print(f"stopped at step {result.step} of {config.steps}; continue with the same "
-              f"command plus --resume", file=sys.stderr)
+    if not report_run(result, config, f"{args.kind} VAE", args.out):
         return INTERRUPTED
-    val = result.log["val"][-1] if result.log["val"] else {}
-    print(f"{args.kind} VAE: {result.step} steps, final val (EMA) "
-          + ", ".join(f"{k} {v:.4g}" for k, v in val.items() if k != "step")
-          + f" -> {args.out}")
     if exported:
         print(f"exported to {args.export}: " + json.dumps(exported))
     return 0
@@ -102,20 +117,15 @@ def run_train_vae(args: argparse.Namespace) -> int:
 def run_train_retriever(args: argparse.Namespace) -> int:
     import re
 
-    import torch
-
     from engine.retrieval.encoders import load_encoder
     from engine.retrieval.shape import PartEncoder
     from engine.retrieval.train import build_features, export_model, load_recipe, train_retriever
     from engine.training.loop import resolve_device
+    from engine.training.model_card import retrain_command
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recipe = load_recipe(args.config)
+    recipe, config = recipe_and_config(args, load_recipe)
     if args.queue is not None:
         recipe.model["queue_size"] = args.queue
-    config = recipe.train_config(steps=args.steps, batch_size=args.batch, lr=args.lr,
-                                 seed=args.seed)
     device = resolve_device(args.device)
     cache = args.cache or args.data / "retrieval_cache" / re.sub(r"[^\w.-]+", "_", args.encoder)
     encoder = load_encoder(args.encoder, device)
@@ -125,15 +135,9 @@ def run_train_retriever(args: argparse.Namespace) -> int:
     del encoder, parts
     result = train_retriever(features["train"], features["val"], args.out, recipe, config,
                              args.encoder, device=str(device), resume=args.resume)
-    if not result.finished:
-        print(f"stopped at step {result.step} of {config.steps}; continue with the same "
-              f"command plus --resume", file=sys.stderr)
+    if not report_run(result, config, "HCR retriever", args.out):
         return INTERRUPTED
-    val = result.log["val"][-1] if result.log["val"] else {}
-    print(f"HCR retriever: {result.step} steps, final val (EMA) "
-          + ", ".join(f"{k} {v:.4g}" for k, v in val.items() if k != "step") + f" -> {args.out}")
     if args.export:
-        export_model(result.ema.model, args.export, config, result, args.data,
-                     "python -m engine " + " ".join(sys.argv[1:]))
+        export_model(result.ema.model, args.export, config, result, args.data, retrain_command())
         print(f"exported to {args.export}")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,8 +27,7 @@ from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
 from engine.models.flow_sampler import FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
-from engine.training import dit_data
-from engine.training import recipes
+from engine.training import dit_data, model_card, recipes
 from engine.training.flow_matching import (NUM_TRAIN_TIMESTEPS, flow_target, logit_normal_sigmas,
                                            noisy_latents, per_row)
 from engine.training.loop import (TrainConfig, TrainResult, describe_device, resolve_device,
@@ -145,7 +143,7 @@ def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path,
         model.hcr.model.save_pretrained(folder / "hcr")
     if (folder / "vae").exists():
         shutil.rmtree(folder / "vae")
-    shutil.copytree(vae_folder, folder / "vae", ignore=shutil.ignore_patterns("MODEL_CARD.md"))
+    shutil.copytree(vae_folder, folder / "vae", ignore=shutil.ignore_patterns(model_card.MODEL_CARD_NAME))
     (folder / "model_index.json").write_text(json.dumps(
         {"_class_name": "PartRAGPipeline", "transformer": ["engine", "DualLaneDiT"],
          "scheduler": ["engine", "FlowSampler"], "vae": ["engine", "VecSetVAE"],
@@ -160,9 +158,7 @@ def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path,
 def write_model_card(folder: Path, stage: int, recipe: DiTRecipe, config: TrainConfig,
                      result: TrainResult, export: dict, data: Path, vae: Path,
                      train_objects: int, bank_size: int, hardware: str) -> None:
-    val = result.log["val"][-1] if result.log["val"] else {}
-    lines = [
-        "# PartRAG generator (dual-lane DiT + retrieval)", "",
+    model_card.write_model_card(folder, "PartRAG generator (dual-lane DiT + retrieval)", [
         f"- Data: `{data}`, {train_objects} training objects; part VAE `{vae}` (copied to vae/)",
         f"- Network: {json.dumps(export['network'])}; {export['parameters']:,} parameters",
         f"- Retrieval: bank of {bank_size} training assets (rag/bank.npz), settings in "
@@ -171,12 +167,9 @@ def write_model_card(folder: Path, stage: int, recipe: DiTRecipe, config: TrainC
         f"- Training: stage {stage}{' (+ HCR loss)' if stage == 2 else ''}, {result.step} steps, "
         f"batch {config.batch_size}, lr {config.lr}, EMA {config.ema_decay} (EMA weights shipped); "
         f"{result.log.get('seconds', 0.0) / 60:.0f} min wall time on {hardware}",
-        "- Final validation (EMA): " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()
-                                                  if k != "step"),
+        f"- Final validation (EMA): {result.val_summary}",
         f"- Size: {export['megabytes']:.1f} MB",
-        f"- Evaluate: `python -m engine eval generation --split test --data {data} --model {folder}`",
-        f"- Retrain: `python -m engine {' '.join(sys.argv[1:])}`", ""]
-    (Path(folder) / "MODEL_CARD.md").write_text("\n".join(lines))
+        f"- Evaluate: `python -m engine eval generation --split test --data {data} --model {folder}`"])
 
 
 def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, config: TrainConfig,
@@ -186,14 +179,8 @@ def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, co
     """Cache latents and tokens, train, and (when finished and asked) export the bundle."""
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe_path = run_dir / "recipe.json"
-    recipe_json = json.loads(json.dumps({"stage": stage, "init": str(init) if init else None,
-                                         "vae": str(vae_folder), **asdict(recipe)}))
-    if resume and recipe_path.is_file() and json.loads(recipe_path.read_text()) != recipe_json:
-        raise ValueError(f"{run_dir} was started with another recipe ({recipe_path})")
-    recipe_path.write_text(json.dumps(recipe_json, indent=1))
+    recipes.record_recipe(run_dir, {"stage": stage, "init": str(init) if init else None,
+                                    "vae": str(vae_folder), **asdict(recipe)}, resume)
 
     bank_options = dit_data.BankOptions(**recipe.bank)
     objects = {split: dit_data.load_cached(dit_data.build_latent_cache(

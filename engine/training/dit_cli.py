@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-INTERRUPTED = 130
+from engine.training.cli import (INTERRUPTED, add_device_arguments, add_recipe_arguments,
+                                 recipe_and_config, report_run)
 
 
 def add_dit(sub: argparse._SubParsersAction) -> None:
@@ -21,43 +21,26 @@ def add_dit(sub: argparse._SubParsersAction) -> None:
     dit.add_argument("--stage", type=int, choices=[1, 2], default=1)
     dit.add_argument("--init", type=Path, metavar="BUNDLE",
                      help="start from this bundle's transformer/ and rag/ (stage 2 after stage 1)")
-    dit.add_argument("--config", default="small",
-                     help="recipe name (small, tiny) or a JSON file with the recipe's keys")
-    dit.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    dit.add_argument("--batch", type=int, help="objects per step (default: the recipe's)")
-    dit.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    dit.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
+    add_recipe_arguments(dit, "objects")
     dit.add_argument("--limit", type=int, help="first N objects of each split (smoke runs)")
     dit.add_argument("--resume", action="store_true", help="continue the run in --out")
     dit.add_argument("--export", type=Path, metavar="DIR",
                      help="when finished, write the bundle here (e.g. models/partrag)")
     dit.add_argument("--cache", type=Path, help="latent cache (default DATA/dit_cache)")
-    dit.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    dit.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_device_arguments(dit)
     dit.set_defaults(run=run_train_dit)
 
 
 def run_train_dit(args: argparse.Namespace) -> int:
-    import torch
-
     from engine.training.dit import load_recipe, train_dit
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recipe = load_recipe(args.config)
-    config = recipe.train_config(steps=args.steps, batch_size=args.batch, lr=args.lr,
-                                 seed=args.seed)
+    recipe, config = recipe_and_config(args, load_recipe)
     result, exported = train_dit(args.data, args.vae, args.out, recipe, config,
                                  cache=args.cache or args.data / "dit_cache", stage=args.stage,
                                  init=args.init, export=args.export, device=args.device,
                                  resume=args.resume, limit=args.limit)
-    if not result.finished:
-        print(f"stopped at step {result.step} of {config.steps}; continue with the same "
-              f"command plus --resume", file=sys.stderr)
+    if not report_run(result, config, f"PartRAG DiT stage {args.stage}", args.out):
         return INTERRUPTED
-    val = result.log["val"][-1] if result.log["val"] else {}
-    print(f"PartRAG DiT stage {args.stage}: {result.step} steps, final val (EMA) "
-          + ", ".join(f"{k} {v:.4g}" for k, v in val.items() if k != "step") + f" -> {args.out}")
     if exported:
         print(f"exported to {args.export}: " + json.dumps(exported))
     return 0

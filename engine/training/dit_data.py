@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.data.cache import check_options, save_npz
 from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
 from engine.pipelines import retrieval_step
@@ -29,7 +30,6 @@ from engine.pipelines.exemplars import ExemplarBank, exemplar_latents, spread_su
 from engine.pipelines.image_prep import frame_object
 
 CACHE_VERSION = 1
-OPTIONS_FILE = "options.json"
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,6 @@ def cache_object(folder: Path, encoder, parts) -> dict[str, np.ndarray]:
             "labels": np.array(asset.labels)}
 
 
-def check_options(cache: Path, wanted: dict) -> None:
-    path = cache / OPTIONS_FILE
-    if path.is_file():
-        found = json.loads(path.read_text())
-        if found != wanted:
-            raise ValueError(f"{cache} was built with other options ({found}, now {wanted}); "
-                             f"delete it or use another cache folder")
-    else:
-        cache.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(wanted, indent=1))
-
-
 def build_latent_cache(data: Path, cache: Path, split: str, vae_folder: Path,
                        encoder_spec: str, device: str = "cpu", limit: int | None = None,
                        progress: bool = True) -> list[Path]:
@@ -101,10 +89,7 @@ def build_latent_cache(data: Path, cache: Path, split: str, vae_folder: Path,
         parts = retrieval_step.part_encoder(vae_folder, device)
         for name, path in tqdm(todo, desc=f"latent cache {split}", unit="obj",
                                disable=not progress):
-            arrays = cache_object(data / split / name, encoder, parts)
-            tmp = path.with_name(f".{path.stem}.tmp.npz")
-            np.savez(tmp, **arrays)
-            tmp.replace(path)
+            save_npz(path, cache_object(data / split / name, encoder, parts))
     return paths
 
 

@@ -62,6 +62,16 @@ class TrainResult:
     finished: bool  # False when stopped early by a signal
     log: dict = field(default_factory=dict)
 
+    @property
+    def val_summary(self) -> str:
+        """The last validation (EMA weights) as "name value, ..."; empty before any."""
+        return format_losses(self.log["val"][-1] if self.log["val"] else {})
+
+
+def format_losses(row: dict) -> str:
+    """A log row as "name value, ..." (its step left out)."""
+    return ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step")
+
 
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Linear warm-up to `lr`, then cosine down to `lr · min_lr_fraction` at the last step."""
@@ -210,8 +220,7 @@ def train(model: nn.Module, compute_losses: LossFn, train_batch: BatchFn, val_ba
                 log["val"].append({"step": step, **validate(ema.shadow, compute_losses, val_batch,
                                                             config, device)})
                 model.train()
-                bar.write(f"step {step}: val " + ", ".join(
-                    f"{k} {v:.4g}" for k, v in log["val"][-1].items() if k != "step"))
+                bar.write(f"step {step}: val {format_losses(log['val'][-1])}")
             if step % config.checkpoint_every == 0 or step == config.steps or stop.requested:
                 log["seconds"] = seconds_before + time.perf_counter() - started
                 save_checkpoint(checkpoint, model, ema, optimizer, step, config, log)

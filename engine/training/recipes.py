@@ -7,6 +7,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+RECIPE_NAME = "recipe.json"  # in a run folder: what the run was started with
+
 
 def load_recipe(name_or_path: str, recipes: dict):
     """A copy of `recipes[name_or_path]`, or the recipe dataclass (the type of the named ones)
@@ -22,3 +24,15 @@ def load_recipe(name_or_path: str, recipes: dict):
     if unknown:
         raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}")
     return recipe_type(**raw)
+
+
+def record_recipe(run_dir: Path, recipe: dict, resume: bool) -> None:
+    """Create the run folder and write `recipe` as its recipe.json; with `resume`, refuse a
+    run that was started with another recipe."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RECIPE_NAME
+    recipe = json.loads(json.dumps(recipe))  # as read back (tuples become lists)
+    if resume and path.is_file() and json.loads(path.read_text()) != recipe:
+        raise ValueError(f"{run_dir} was started with another recipe ({path})")
+    path.write_text(json.dumps(recipe, indent=1))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from torch import nn
 from engine.data.vae_data import CacheOptions, SampleOptions, VAEExamples, build_cache
 from engine.models.checkpoint import WEIGHTS_NAME
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
-from engine.training import recipes
+from engine.training import model_card, recipes
 from engine.training.loop import (BatchFn, LossFn, TrainConfig, TrainResult, describe_device,
                                   resolve_device, train, validate)
 
@@ -159,10 +158,8 @@ def export_bundle(model: nn.Module, folder: Path, task: VAETask, config: TrainCo
 def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainConfig,
                      result: TrainResult, export: dict, data: Path, examples: VAEExamples,
                      hardware: str) -> None:
-    val = result.log["val"][-1] if result.log["val"] else {}
     title = "Part VAE (VecSet)" if kind == "part" else "Geom-Seg VAE"
-    lines = [
-        f"# {title}", "",
+    model_card.write_model_card(folder, title, [
         f"- Data: `{data}`, {len(examples.objects)} training objects "
         f"({len(examples.parts)} parts), object frame",
         f"- Network: {json.dumps(export['network'])}; {export['parameters']:,} parameters",
@@ -170,15 +167,12 @@ def write_model_card(folder: Path, kind: str, recipe: VAERecipe, config: TrainCo
         f"- Training: {result.step} steps, batch {config.batch_size}, lr {config.lr}, "
         f"KL weight {recipe.kl_weight}, EMA {config.ema_decay} (EMA weights shipped); "
         f"{result.log.get('seconds', 0.0) / 60:.0f} min wall time on {hardware}",
-        "- Final validation (EMA): " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()
-                                                  if k != "step"),
+        f"- Final validation (EMA): {result.val_summary}",
         f"- Weights: {export['dtype']}, {export['megabytes']:.1f} MB (val loss fp32 "
         f"{export['val_loss_fp32']:.5f}, fp16 {export['val_loss_fp16']:.5f})",
         "- Reconstruction metrics: `python -m engine eval vae --split test "
         + (f"--data {data} --model {folder}`" if kind == "part"
-           else f"--data {data} --geomseg {folder}`"),
-        f"- Retrain: `python -m engine {' '.join(sys.argv[1:])}`", ""]
-    (Path(folder) / "MODEL_CARD.md").write_text("\n".join(lines))
+           else f"--data {data} --geomseg {folder}`")])
 
 
 def train_vae(kind: str, data: Path, run_dir: Path, recipe: VAERecipe, config: TrainConfig,
@@ -186,13 +180,8 @@ def train_vae(kind: str, data: Path, run_dir: Path, recipe: VAERecipe, config: T
               device: str = "auto", resume: bool = False, workers: int = 2,
               progress: bool = True) -> tuple[TrainResult, dict | None]:
     """Cache the data, train, and (when finished and asked) export the EMA model."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe_path = run_dir / "recipe.json"
-    recipe_json = {"kind": kind, "init": str(init) if init else None, **asdict(recipe)}
-    if resume and recipe_path.is_file() and json.loads(recipe_path.read_text()) != recipe_json:
-        raise ValueError(f"{run_dir} was started with another recipe ({recipe_path})")
-    recipe_path.write_text(json.dumps(recipe_json, indent=1))
+    recipes.record_recipe(run_dir, {"kind": kind, "init": str(init) if init else None,
+                                    **asdict(recipe)}, resume)
 
     sample = SampleOptions(points=recipe.points, queries=recipe.queries)
     examples = {split: VAEExamples(build_cache(data, cache, split, CacheOptions(), workers,

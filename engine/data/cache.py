@@ -1,0 +1,37 @@
+"""Per-object array caches (`<cache>/<split>/<name>.npz`): an options stamp that keeps caches
+built differently apart, and atomic .npz writes, so an interrupted build leaves no partial
+file and a rerun skips the finished ones."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+OPTIONS_FILE = "options.json"
+
+
+def check_options(cache: Path, wanted: dict) -> None:
+    """Write the cache's options on first use; refuse to mix caches built differently."""
+    path = Path(cache) / OPTIONS_FILE
+    wanted = json.loads(json.dumps(wanted))  # as read back (tuples become lists)
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found != wanted:
+            raise ValueError(f"{cache} was built with other options ({found}, now {wanted}); "
+                             f"delete it or use another cache folder")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=1))
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """np.savez to `path` through a temporary file beside it (named per process, so pool
+    workers never share one), renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
