@@ -15,8 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "background (removed unless --keep-background)")
     parser.add_argument("--parts", type=int, required=True, help="number of parts to generate")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODELS / "partrag",
-                        help="PartRAG bundle folder (default models/partrag)")
-    parser.add_argument("--top-k", type=int, help="retrieved exemplars (default 3; 0: none)")
+                        help="PartRAG bundle or public PartCrafter folder (default "
+                             "models/partrag)")
+    parser.add_argument("--top-k", type=int, help="retrieved exemplars (default 3, or 0 for a "
+                        "folder without retrieval weights such as PartCrafter's; 0: none)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 12)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7)")
     parser.add_argument("--strength", type=float,
@@ -45,18 +47,19 @@ def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "
                    seed: int = 0, steps: int | None = None, guidance: float | None = None,
                    top_k: int | None = None, strength: float | None = None,
                    remove_background: bool = True):
-    """Run the PartRAG bundle `model` on `image` and write the generation's files into
-    `out` (outputs.write_generation); returns the Generation. None means the default."""
+    """Run the PartRAG bundle or PartCrafter folder `model` on `image` and write the
+    generation's files into `out` (outputs.write_generation); returns the Generation. None
+    means the default (top-k: the pipeline's, 0 without retrieval weights)."""
     from engine.pipelines.outputs import write_generation
-    from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_TOP_K,
-                                          PartRAGPipeline, installed_library)
+    from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, PartRAGPipeline,
+                                          installed_library)
     from engine.training.loop import resolve_device
 
     pipeline = PartRAGPipeline(model, resolve_device(device), library=installed_library(model))
     generation = pipeline(
         image, parts, seed=seed, steps=steps or DEFAULT_STEPS,
         guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
-        top_k=DEFAULT_TOP_K if top_k is None else top_k, strength=strength,
+        top_k=top_k, strength=strength,
         remove_background=remove_background)
     write_generation(generation, out)
     return generation
@@ -66,8 +69,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from engine.pipelines.image_prep import ImageError
 
     if not (args.model / "transformer").is_dir():
-        print(f"no PartRAG bundle at {args.model} (train one with `python -m engine train dit "
-              f"... --export {args.model}`)", file=sys.stderr)
+        print(f"no model at {args.model}: neither a PartRAG bundle (train one with `python -m "
+              f"engine train dit ... --export {args.model}`) nor a PartCrafter folder "
+              f"(transformer/, vae/, scheduler/, image_encoder_dinov2/, ...)", file=sys.stderr)
         return 2
     try:
         image = read_image(args.image)
@@ -79,7 +83,7 @@ def run_generate(args: argparse.Namespace) -> int:
             image, args.out, args.parts, model=args.model, device=args.device, seed=args.seed,
             steps=args.steps, guidance=args.guidance, top_k=args.top_k, strength=args.strength,
             remove_background=not args.keep_background)
-    except (ImageError, ValueError) as error:
+    except (ImageError, ValueError, FileNotFoundError) as error:
         print(f"generate: {error}", file=sys.stderr)
         return 2
     t = generation.timings

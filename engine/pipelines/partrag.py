@@ -13,9 +13,12 @@ instead of pure noise (retrieval-initialised sampling: PartRAG's editor initiali
 retrieved latents the same way; strength 1 is the paper's generation from noise). Labels
 come from the exemplar part a latent started from, otherwise from the nearest retrieved part
 (mean latents); with k = 0 the top-3 assets are still looked up for labels only, the context
-stays the query's alone. Deterministic for a
-seed on a given device. `progress(stage, fraction)` gets the overall fraction in [0, 1];
+stays the query's alone. Deterministic for a seed on a given device. `progress(stage, fraction)` gets the overall fraction in [0, 1];
 `check_cancelled()` runs between steps and stops the run by raising.
+
+A public PartCrafter folder (no rag/; image_encoder_dinov2/ and feature_extractor_dinov2/
+instead) runs the same path with its own DINOv2 conditioning (every last_hidden_state token,
+CLS included) and k = 0 only: no retrieval, and labels are UNLABELLED.
 """
 
 from __future__ import annotations
@@ -51,6 +54,22 @@ STAGES = {"encode": (0.0, 0.05), "retrieve": (0.05, 0.1), "denoise": (0.1, 0.7),
           "decode": (0.7, 1.0)}  # share of the overall progress
 
 
+def conditioning(folder: Path) -> tuple[str, dict]:
+    """What a model folder declares it was trained on: (image encoder spec, retrieval
+    settings). A PartRAG bundle names its encoder in rag/retrieval.json; a public PartCrafter
+    folder has no retrieval settings and is conditioned on its own image_encoder_dinov2/."""
+    path = folder / "rag" / RETRIEVAL_SETTINGS
+    if path.is_file():
+        settings = json.loads(path.read_text())
+        return settings["encoder"], settings
+    if not (folder / retrieval_step.PARTCRAFTER_ENCODER).is_dir():
+        raise FileNotFoundError(
+            f"{folder} has neither rag/{RETRIEVAL_SETTINGS} (a PartRAG bundle names its image "
+            f"encoder there) nor {retrieval_step.PARTCRAFTER_ENCODER}/ (a PartCrafter folder's "
+            f"DINOv2 image encoder): nothing to condition on the image with")
+    return retrieval_step.partcrafter_spec(folder), {}
+
+
 def installed_library(bundle: str | Path) -> Path | None:
     """The part library installed beside a bundle (models/library next to models/partrag),
     or None."""
@@ -78,13 +97,15 @@ class Generation:
 
 
 class PartRAGPipeline:
-    """Loads a bundle folder (transformer/, scheduler/, vae/, rag/) and optionally the part
-    library its bank was made from, once; call it per image."""
+    """Loads a bundle folder (transformer/, scheduler/, vae/, rag/) or a public PartCrafter
+    folder, and optionally the part library the bundle's bank was made from, once; call it
+    per image."""
 
     def __init__(self, folder: str | Path, device: str | torch.device = "cpu",
                  extract: ExtractSettings | None = None, library: str | Path | None = None):
         folder = Path(folder)
         self.folder, self.device = folder, torch.device(device)
+        spec, self.settings = conditioning(folder)
         self.transformer = DualLaneDiT.from_pretrained(folder / "transformer").float().to(self.device)
         self.sampler = FlowSampler.from_pretrained(folder / "scheduler")
         self.vae = VecSetVAE.from_pretrained(folder / "vae").float().to(self.device).eval()
@@ -92,11 +113,6 @@ class PartRAGPipeline:
         self.rag = RetrievalContext.beside(folder)
         if self.rag is not None:
             self.rag = self.rag.float().to(self.device)
-        settings_path = folder / "rag" / RETRIEVAL_SETTINGS
-        if not settings_path.is_file():
-            raise FileNotFoundError(f"{folder} has no rag/{RETRIEVAL_SETTINGS} naming its image "
-                                    f"encoder; it is not a PartRAG bundle")
-        self.settings = json.loads(settings_path.read_text())
         bank_path = folder / "rag" / BANK_NAME
         self.bank = ExemplarBank.load(bank_path) if bank_path.is_file() else None
         self.library = PartLibrary.load(library) if library is not None else None
@@ -106,12 +122,21 @@ class PartRAGPipeline:
             raise ValueError(f"{folder}'s exemplar bank was not made from the library {library}; "
                              f"run: python -m engine library bank --library {library} "
                              f"--model {folder}")
-        self.encoder = retrieval_step.load_encoder(self.settings["encoder"], self.device)
+        self.encoder = retrieval_step.load_encoder(spec, self.device)
+        width = self.transformer.config.cross_attention_dim
+        if self.encoder.token_dim != width:
+            raise ValueError(f"{spec} gives {self.encoder.token_dim}-channel tokens but the "
+                             f"transformer's cross_attention_dim is {width}")
         self.extract = extract or ExtractSettings()
 
     @property
     def max_parts(self) -> int:
         return self.transformer.config.max_num_parts
+
+    @property
+    def default_top_k(self) -> int:
+        """DEFAULT_TOP_K when the folder can retrieve, else 0 (a public PartCrafter folder)."""
+        return DEFAULT_TOP_K if self.rag is not None and self.bank is not None else 0
 
     def check_request(self, parts: int, top_k: int, steps: int, strength: float) -> None:
         if not 1 <= parts <= self.max_parts:
@@ -137,13 +162,16 @@ class PartRAGPipeline:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, parts: int, *, steps: int = DEFAULT_STEPS,
-                 guidance: float = DEFAULT_GUIDANCE, seed: int = 0, top_k: int = DEFAULT_TOP_K,
+                 guidance: float = DEFAULT_GUIDANCE, seed: int = 0, top_k: int | None = None,
                  strength: float | None = None, remove_background: bool = True,
                  exclude: str | None = None,
                  progress: Callable[[str, float], None] | None = None,
                  check_cancelled: Callable[[], None] | None = None) -> Generation:
-        """`strength` None: DEFAULT_STRENGTH when retrieval can initialise sampling (k > 0
-        and a library), else 1. `exclude` keeps one asset id out of retrieval."""
+        """`top_k` None: `default_top_k`. `strength` None: DEFAULT_STRENGTH when retrieval can
+        initialise sampling (k > 0 and a library), else 1. `exclude` keeps one asset id out
+        of retrieval."""
+        if top_k is None:
+            top_k = self.default_top_k
         if strength is None:
             strength = DEFAULT_STRENGTH if top_k and self.library is not None else 1.0
         self.check_request(parts, top_k, steps, strength)

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.retrieval.encoders import (DEFAULT_ENCODER, ImageEncoder, coverage,
-                                       load_encoder)
+from engine.retrieval.encoders import (DEFAULT_ENCODER, PARTCRAFTER_ENCODER, ImageEncoder,
+                                       coverage, load_encoder)
 
-__all__ = ["DEFAULT_ENCODER", "EncodedImages", "ImageEncoder", "encode_images", "load_encoder",
-           "mask_coverage", "object_embedding", "part_encoder", "pooled_tokens"]
+__all__ = ["DEFAULT_ENCODER", "EncodedImages", "ImageEncoder", "PARTCRAFTER_ENCODER",
+           "encode_images", "load_encoder", "mask_coverage", "object_embedding", "part_encoder",
+           "partcrafter_spec", "pooled_tokens"]
 
 
 @dataclass
@@ -28,6 +29,11 @@ def encode_images(encoder: ImageEncoder, images: list[np.ndarray]) -> EncodedIma
     """uint8 RGBA images (already framed) -> tokens, grid and pooled vectors."""
     encoded = encoder.encode(images)
     return EncodedImages(encoded.tokens, tuple(encoded.grid), encoded.pooled)
+
+
+def partcrafter_spec(folder) -> str:
+    """The encoder spec of a public PartCrafter folder's own DINOv2 conditioning."""
+    return f"partcrafter:{folder}"
 
 
 def object_embedding(pooled: torch.Tensor) -> torch.Tensor:

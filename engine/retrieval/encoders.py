@@ -14,6 +14,13 @@ An encoder is named by a spec string, which is also the key of its embeddings in
                               post-norm and visual projection, so they live in the joint
                               image-text space like the pooled image embedding, and part features
                               pooled from them can be matched against text.
+    partcrafter:<model folder> the image conditioning of a public PartCrafter folder: its
+                              image_encoder_dinov2/ (Dinov2Model) on the image over white,
+                              preprocessed as feature_extractor_dinov2/ says (BitImageProcessor;
+                              without it 224² and ImageNet statistics), tokens = ALL of
+                              last_hidden_state, CLS first (257 at 224²), as the public weights
+                              were trained; pooled = the normed CLS token. For conditioning a
+                              DiT, not for libraries: the leading CLS token is not on `grid`.
 
 CLIP is loaded through transformers rather than open_clip: open_clip imports torchvision, and
 the only torchvision for torch 2.13 on PyPI is a CUDA build that fails to import beside the
@@ -28,6 +35,7 @@ that token's cell the part covers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -39,6 +47,8 @@ DEFAULT_ENCODER = "efficientnet-lite0"
 BACKGROUND = 255  # white, what transparent pixels become
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+# A PartCrafter folder's image encoder and its preprocessing (the public layout)
+PARTCRAFTER_ENCODER, PARTCRAFTER_PROCESSOR = "image_encoder_dinov2", "feature_extractor_dinov2"
 
 
 class EncoderUnavailable(RuntimeError):
@@ -185,6 +195,7 @@ def _from_hub(kind: str, loader, source: str, **kwargs):
 class Dinov2Encoder(ImageEncoder):
     size = 224
     mean, std = IMAGENET_MEAN, IMAGENET_STD
+    keep_cls = False  # retrieval wants the patch grid alone
 
     def __init__(self, source: str):
         from transformers import Dinov2Model
@@ -197,7 +208,38 @@ class Dinov2Encoder(ImageEncoder):
     def _forward(self, pixels):
         out = self.model(pixel_values=pixels)
         grid = (pixels.shape[-2] // self.patch, pixels.shape[-1] // self.patch)
-        return out.last_hidden_state[:, 1:], grid, out.pooler_output
+        tokens = out.last_hidden_state if self.keep_cls else out.last_hidden_state[:, 1:]
+        return tokens, grid, out.pooler_output
+
+
+class PartCrafterEncoder(Dinov2Encoder):
+    """A public PartCrafter folder's own DINOv2 conditioning (spec partcrafter:<folder>): the
+    weights were trained on every last_hidden_state token, so the CLS token stays, and the
+    folder's preprocessor config is followed rather than our square 224² resize."""
+
+    keep_cls = True
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        if not (folder / PARTCRAFTER_ENCODER).is_dir():
+            raise FileNotFoundError(
+                f"{folder} has no {PARTCRAFTER_ENCODER}/: a PartCrafter model folder carries "
+                f"the DINOv2 image encoder its transformer was trained with there")
+        super().__init__(str(folder / PARTCRAFTER_ENCODER))
+        self.key = f"partcrafter:{folder}"
+        self.processor = None
+        if (folder / PARTCRAFTER_PROCESSOR / "preprocessor_config.json").is_file():
+            from transformers import AutoImageProcessor
+
+            # The PIL backend: the same pixels whether or not torchvision is installed.
+            self.processor = AutoImageProcessor.from_pretrained(
+                folder / PARTCRAFTER_PROCESSOR, backend="pil")
+
+    def pixels(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        if self.processor is None:
+            return super().pixels(images)
+        rgb = [square(to_rgb(image), BACKGROUND) for image in images]
+        return self.processor(images=rgb, return_tensors="pt").pixel_values.to(self.device)
 
 
 class ClipEncoder(ImageEncoder):
@@ -237,7 +279,9 @@ def load_encoder(spec: str = DEFAULT_ENCODER, device: str | torch.device = "cpu"
         encoder = Dinov2Encoder(source)
     elif kind == "clip" and source:
         encoder = ClipEncoder(source)
+    elif kind == "partcrafter" and source:
+        encoder = PartCrafterEncoder(source)
     else:
         raise ValueError(f"unknown encoder {spec!r}: use {DEFAULT_ENCODER}, dinov2:<folder or "
-                         f"hub id> or clip:<folder or hub id>")
+                         f"hub id>, clip:<folder or hub id> or partcrafter:<model folder>")
     return encoder.to(device)
