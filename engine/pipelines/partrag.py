@@ -13,8 +13,9 @@ instead of pure noise (retrieval-initialised sampling: PartRAG's editor initiali
 retrieved latents the same way; strength 1 is the paper's generation from noise). Labels
 come from the exemplar part a latent started from, otherwise from the nearest retrieved part
 (mean latents); with k = 0 the top-3 assets are still looked up for labels only, the context
-stays the query's alone. Deterministic for a seed on a given device. `progress(stage, fraction)` gets the overall fraction in [0, 1];
-`check_cancelled()` runs between steps and stops the run by raising.
+stays the query's alone. Deterministic for a seed on a given device. `progress(stage,
+fraction)` gets the overall fraction in [0, 1]; `check_cancelled()` runs between steps and
+stops the run by raising.
 
 A public PartCrafter folder (no rag/; image_encoder_dinov2/ and feature_extractor_dinov2/
 instead) runs the same path with its own DINOv2 conditioning (every last_hidden_state token,
