@@ -3,15 +3,12 @@
 Plain functions over bpy, shared by the operators and the console API. Meshes are filled
 with `foreach_set` straight from the numpy arrays (no Python lists, no `from_pydata`), and
 nothing touches the scene until every datablock exists, so a failure leaves it unchanged.
-Edges come from the engine when a part carries them (Blender would otherwise spend as long
-deriving them as on the rest of the mesh); they are checked first, since Blender trusts them.
 """
 
 from __future__ import annotations
 
 import colorsys
 import json
-import logging
 import math
 
 import bpy
@@ -21,8 +18,6 @@ from mathutils import Matrix
 # The engine's object frame is +Y up (glTF); Blender is +Z up. Only the root converts.
 Y_UP_TO_Z_UP = Matrix.Rotation(math.pi / 2, 4, "X")
 PROP = "partsmith_"  # prefix of every custom property the add-on writes
-
-log = logging.getLogger(__name__)
 
 
 def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
@@ -42,7 +37,7 @@ def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
         for number, part in enumerate(parts):
             key = part.mesh_id if part.mesh_id is not None else ("part", part.index)
             if key not in meshes:
-                meshes[key] = _new_mesh(created, part)
+                meshes[key] = _new_mesh(created, part.label, part.vertices, part.faces)
             children.append(_new_part(created, part, meshes[key], root, asset_id,
                                       _colour(number)))
         target = collection or bpy.context.collection or bpy.context.scene.collection
@@ -76,63 +71,19 @@ def _new(created: list, collection, *args):
     return block
 
 
-def _new_mesh(created: list, part):
-    """Fill a mesh through its attribute arrays (memcpy speed). With valid engine edges
-    Blender only stores them; otherwise it derives the edges from the faces itself."""
-    mesh = _new(created, bpy.data.meshes, part.label)
-    vertices = np.ascontiguousarray(part.vertices, dtype=np.float32)
-    faces = np.ascontiguousarray(part.faces, dtype=np.int32)
-    corners = faces.reshape(-1)
-    topology = _engine_edges(part, len(vertices), faces)
+def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray):
+    """Fill a mesh through its attribute arrays (memcpy speed); Blender adds the edges."""
+    mesh = _new(created, bpy.data.meshes, name)
+    corners = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1)
     mesh.vertices.add(len(vertices))
-    if topology is not None:
-        mesh.edges.add(len(topology[0]))
     mesh.loops.add(len(corners))
     mesh.polygons.add(len(faces))
-    mesh.attributes["position"].data.foreach_set("vector", vertices.reshape(-1))
+    mesh.attributes["position"].data.foreach_set(
+        "vector", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
     mesh.attributes[".corner_vert"].data.foreach_set("value", corners)
     mesh.polygons.foreach_set("loop_start", np.arange(0, len(corners), 3, dtype=np.int32))
-    if topology is not None:
-        mesh.attributes[".edge_verts"].data.foreach_set("value", topology[0].reshape(-1))
-        mesh.attributes[".corner_edge"].data.foreach_set("value", topology[1])
-    mesh.update(calc_edges=topology is None)  # with edges present, nothing is recomputed
+    mesh.update(calc_edges=True)
     return mesh
-
-
-def _engine_edges(part, vertex_count: int, faces: np.ndarray):
-    """The part's (edges, corner_edges) if they describe `faces` exactly, else None.
-
-    Blender does not check stored edges, so bad ones would corrupt the mesh (or crash on
-    an index out of range). Checked here, vectorised: dtypes, shapes, index ranges, and
-    that corner c's edge is (smaller, larger) of corner c's vertex and the next corner's.
-    Not checked (it needs the sort the engine did): that no edge is listed twice, which
-    Blender tolerates (edit mode works; `mesh.validate()` merges the copies).
-    """
-    edges, corner_edges = getattr(part, "edges", None), getattr(part, "corner_edges", None)
-    if edges is None or corner_edges is None or not faces.size:
-        return None  # e.g. an engine from before edges travelled
-    edges, corner_edges = np.ascontiguousarray(edges), np.ascontiguousarray(corner_edges)
-    problem = None
-    if (edges.dtype != np.int32 or edges.ndim != 2 or edges.shape[1] != 2 or not len(edges)
-            or corner_edges.dtype != np.int32 or corner_edges.shape != (faces.size,)):
-        problem = "wrong dtype or shape"
-    elif (edges.min() < 0 or edges.max() >= vertex_count or corner_edges.min() < 0
-          or corner_edges.max() >= len(edges)):
-        problem = "index out of range"
-    else:
-        # Each corner's (smaller, larger) vertex pair as one 64-bit word, compared with
-        # its edge read as one (little-endian, as on every platform Blender supports).
-        following = faces.take([1, 2, 0], axis=1)
-        wanted = np.maximum(faces, following).astype(np.int64).reshape(-1)
-        wanted <<= 32
-        wanted |= np.minimum(faces, following, out=following).reshape(-1)
-        if not np.array_equal(edges.view(np.int64).reshape(-1).take(corner_edges), wanted):
-            problem = "a corner's edge does not join its vertices, smaller index first"
-    if problem is None:
-        return edges, corner_edges
-    log.warning("Partsmith: part %s: the engine's edges are unusable (%s); Blender derives "
-                "them instead", getattr(part, "index", "?"), problem)
-    return None
 
 
 def _new_part(created: list, part, mesh, root, asset_id: str, colour):

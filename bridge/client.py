@@ -159,7 +159,7 @@ class EngineClient:
                     steps: int | None = None, guidance: float | None = None,
                     seed: int | None = None, pipeline: str | None = None) -> Job:
         """Start re-synthesising the parts whose indices are in `regenerate`, keeping the rest."""
-        metas, arrays = encode_parts(parts, topology=False)  # the engine derives its own
+        metas, arrays = encode_parts(parts)
         body = _present(parts=metas, regenerate=list(regenerate), steps=steps,
                         guidance=guidance, seed=seed, pipeline=pipeline)
         if image is not None:

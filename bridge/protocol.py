@@ -79,10 +79,7 @@ class Message:
 @dataclass
 class Part:
     """One part: a mesh in its local frame, its rigid transform into the object frame,
-    a `category_part` label, its index, and an optional id shared by identical meshes.
-
-    Results may also carry the mesh's edge topology, computed by the engine so Blender
-    need not derive it while the user waits (None when absent; requests never send it)."""
+    a `category_part` label, its index, and an optional id shared by identical meshes."""
 
     vertices: np.ndarray  # float32 (V, 3)
     faces: np.ndarray  # int32 (F, 3), indices into vertices
@@ -90,8 +87,6 @@ class Part:
     label: str
     index: int
     mesh_id: str | None = None
-    edges: np.ndarray | None = None  # int32 (E, 2): each undirected edge once
-    corner_edges: np.ndarray | None = None  # int32 (3F,): edge from corner 3f+i to the next
 
 
 @dataclass
@@ -352,23 +347,19 @@ def _check_field(name: str, value, spec: Field):
 
 
 def part_array_names(count: int) -> tuple:
-    """Names of the required arrays that carry parts 0..count-1 of a message."""
+    """Names of the arrays that carry parts 0..count-1 of a message."""
     return tuple(f"parts/{n}/{key}" for n in range(count)
                  for key in ("vertices", "faces", "transform"))
 
 
-def encode_parts(parts: Iterable[Part], topology: bool = True) -> tuple[list, dict]:
-    """(JSON part descriptions, arrays) for a message body's "parts" field; with
-    `topology`, the optional edge arrays of parts that have them (results only)."""
+def encode_parts(parts: Iterable[Part]) -> tuple[list, dict]:
+    """(JSON part descriptions, arrays) for a message body's "parts" field."""
     metas, arrays = [], {}
     for n, part in enumerate(parts):
         metas.append({"index": part.index, "label": part.label, "mesh_id": part.mesh_id})
         arrays[f"parts/{n}/vertices"] = part.vertices
         arrays[f"parts/{n}/faces"] = part.faces
         arrays[f"parts/{n}/transform"] = part.transform
-        if topology and part.edges is not None and part.corner_edges is not None:
-            arrays[f"parts/{n}/edges"] = part.edges
-            arrays[f"parts/{n}/corner_edges"] = part.corner_edges
     return metas, arrays
 
 
@@ -403,33 +394,8 @@ def decode_parts(metas, arrays: Mapping) -> list:
         if faces.min() < 0 or faces.max() >= len(vertices):
             raise ProtocolError("invalid_part", f"{where}: face indices must lie in "
                                 f"0..{len(vertices) - 1}")
-        edges, corner_edges = _part_topology(arrays, n, len(vertices), len(faces))
-        parts.append(Part(vertices, faces, transform, label, index, mesh_id, edges,
-                          corner_edges))
+        parts.append(Part(vertices, faces, transform, label, index, mesh_id))
     return parts
-
-
-def _part_topology(arrays: Mapping, n: int, vertex_count: int, face_count: int) -> tuple:
-    """The optional (edges, corner_edges) of part n, or (None, None), range-checked.
-
-    Whether each corner's edge really joins its two vertices is left to the consumer
-    (the add-on checks it before Blender relies on it, and otherwise derives the edges).
-    """
-    have = [key for key in ("edges", "corner_edges") if f"parts/{n}/{key}" in arrays]
-    if not have:
-        return None, None
-    if len(have) == 1:
-        raise ProtocolError("invalid_part", f"part {n} has 'parts/{n}/{have[0]}' without "
-                            f"its partner; edges and corner_edges travel together")
-    edges = _part_array(arrays, n, "edges", "int32", (None, 2))
-    corner_edges = _part_array(arrays, n, "corner_edges", "int32", (3 * face_count,))
-    if edges.min() < 0 or edges.max() >= vertex_count:
-        raise ProtocolError("invalid_part", f"parts[{n}]: edge vertex indices must lie in "
-                            f"0..{vertex_count - 1}")
-    if corner_edges.min() < 0 or corner_edges.max() >= len(edges):
-        raise ProtocolError("invalid_part", f"parts[{n}]: corner edge indices must lie in "
-                            f"0..{len(edges) - 1}")
-    return edges, corner_edges
 
 
 def _part_array(arrays: Mapping, n: int, key: str, dtype: str, shape: tuple) -> np.ndarray:

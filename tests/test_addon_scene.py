@@ -4,7 +4,6 @@ materials, atomicity."""
 import json
 
 import bpy
-import bmesh  # after bpy, which provides it
 import numpy as np
 import pytest
 from mathutils import Matrix
@@ -12,7 +11,6 @@ from mathutils import Matrix
 from addon_harness import addon, empty_scene, grid_mesh, scene_snapshot  # noqa: F401
 from bridge.protocol import Part
 from bridge_test_pipeline import make_part
-from engine.geometry.topology import with_edges
 
 
 def parts_with_duplicates() -> list:
@@ -65,60 +63,6 @@ def test_meshes_are_valid_blender_meshes(addon, empty_scene):
     mesh = root.children[0].data
     assert len(mesh.edges) == 3 * 19 * 19 + 2 * 19
     assert not mesh.validate(verbose=True)  # Blender finds nothing to fix
-
-
-def corner_pairs(mesh) -> np.ndarray:
-    """Each corner's edge as a (smaller, larger) vertex pair, read back from Blender."""
-    edges = np.empty(len(mesh.edges) * 2, dtype=np.int32)
-    mesh.attributes[".edge_verts"].data.foreach_get("value", edges)
-    corner_edges = np.empty(len(mesh.loops), dtype=np.int32)
-    mesh.attributes[".corner_edge"].data.foreach_get("value", corner_edges)
-    return np.sort(edges.reshape(-1, 2), axis=1)[corner_edges]
-
-
-def test_engine_edges_make_the_mesh_blender_would(addon, empty_scene, caplog):
-    vertices, faces = grid_mesh(30)
-    faces = faces[np.random.default_rng(0).permutation(len(faces))]
-    part = Part(vertices, faces, np.eye(4), "table_top", 0)
-    own = build(addon, [part]).children[0]
-    given = build(addon, with_edges([part])).children[0]
-    assert "unusable" not in caplog.text  # Blender took the engine's edges
-    assert len(given.data.edges) == len(own.data.edges) == 3 * 29 * 29 + 2 * 29
-    assert np.array_equal(corner_pairs(given.data), corner_pairs(own.data))
-    assert not given.data.validate(verbose=True)  # Blender finds nothing to fix
-    bm = bmesh.new()  # a bmesh round trip, as add-ons and modifiers do
-    bm.from_mesh(given.data)
-    assert (len(bm.verts), len(bm.edges), len(bm.faces)) == (900, len(own.data.edges), len(faces))
-    bm.to_mesh(given.data)
-    bm.free()
-    bpy.context.view_layer.objects.active = given  # and through edit mode
-    bpy.ops.object.mode_set(mode="EDIT")
-    bpy.ops.object.mode_set(mode="OBJECT")
-    assert np.array_equal(np.sort(corner_pairs(given.data), axis=0),
-                          np.sort(corner_pairs(own.data), axis=0))
-    assert not given.data.validate()
-
-
-@pytest.mark.parametrize("case", ["swapped", "out_of_range", "larger_first", "dtype", "shape"])
-def test_unusable_engine_edges_leave_the_edges_to_blender(addon, empty_scene, caplog, case):
-    vertices, faces = grid_mesh(10)
-    part = with_edges([Part(vertices, faces, np.eye(4), "table_top", 0)])[0]
-    edges, corner_edges = part.edges.copy(), part.corner_edges.copy()
-    if case == "swapped":  # valid indices, wrong corners
-        corner_edges[[0, 1]] = corner_edges[[1, 0]]
-    elif case == "out_of_range":
-        edges[5, 1] = len(vertices)
-    elif case == "larger_first":
-        edges = edges[:, ::-1]
-    elif case == "dtype":
-        edges = edges.astype(np.int64)
-    else:
-        corner_edges = corner_edges[:-1]
-    part.edges, part.corner_edges = edges, corner_edges
-    mesh = build(addon, [part]).children[0].data
-    assert "edges are unusable" in caplog.text
-    assert len(mesh.edges) == 3 * 9 * 9 + 2 * 9
-    assert not mesh.validate(verbose=True)
 
 
 def test_names_properties_and_one_material_per_part(addon, empty_scene):

@@ -14,7 +14,6 @@ from bridge.protocol import Message, encode, encode_parts
 from bridge_harness import EngineProcess, RawClient, big_parts, png_bytes
 from bridge_harness import watchdog  # noqa: F401 (autouse: bounds every test)
 from bridge_test_pipeline import THUMBNAIL, make_part
-from engine.geometry.topology import triangle_edges
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +68,6 @@ def test_generate_returns_the_pipeline_parts(client, tmp_path, kind):
     assert_parts_equal(result.parts, [make_part(42, i) for i in range(3)])
     assert result.metadata == {"seed": 42, "image_shape": [12, 16, 4],
                                "image_corner": [10, 20, 30, 255]}
-
-
-def test_results_carry_the_edges_of_their_meshes(client):
-    for part in client.generate(png_bytes(), pipeline="test", parts=2, seed=5).parts:
-        edges, corner_edges = triangle_edges(part.faces)
-        assert np.array_equal(part.edges, edges)
-        assert np.array_equal(part.corner_edges, corner_edges)
 
 
 def test_round_trip_of_8_parts_of_100k_vertices_is_exact(client):

@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 
 from bridge.errors import ProtocolError
-from bridge.protocol import (MAX_FRAMES, Message, Result, decode, decode_parts, decode_result,
-                             encode, encode_parts, encode_result, part_array_names,
-                             validate_request)
+from bridge.protocol import (MAX_FRAMES, Message, Result, decode, decode_result, encode,
+                             encode_result, validate_request)
 from bridge_harness import REPO, big_parts, png_bytes
 from bridge_harness import watchdog  # noqa: F401 (autouse: bounds every test)
-from engine.geometry.topology import with_edges
 from engine.server.validation import decode_image
 
 
@@ -86,41 +84,6 @@ def test_result_round_trip_keeps_parts_and_extras():
         assert (got.label, got.index, got.mesh_id) == (sent.label, sent.index, sent.mesh_id)
         for key in ("vertices", "faces", "transform"):
             np.testing.assert_array_equal(getattr(got, key), getattr(sent, key))
-
-
-def test_results_carry_optional_edge_topology_and_requests_do_not():
-    parts = big_parts(2, 10)
-    parts[0] = with_edges(parts[:1])[0]  # part 1 has none, as from an older engine
-    result = decode_result(decode(encode(encode_result("j", Result(parts)))))
-    np.testing.assert_array_equal(result.parts[0].edges, parts[0].edges)
-    np.testing.assert_array_equal(result.parts[0].corner_edges, parts[0].corner_edges)
-    assert result.parts[1].edges is None and result.parts[1].corner_edges is None
-    _, arrays = encode_parts(result.parts, topology=False)
-    assert sorted(arrays) == sorted(part_array_names(2))
-
-
-@pytest.mark.parametrize("case, code", [
-    ("lonely", "invalid_part"), ("dtype", "array_mismatch"), ("shape", "array_mismatch"),
-    ("vertex", "invalid_part"), ("corner", "invalid_part")])
-def test_malformed_edge_topology_is_refused(case, code):
-    part = with_edges(big_parts(1, 10))[0]
-    metas, arrays = encode_parts([part])
-    edges, corner_edges = part.edges.copy(), part.corner_edges.copy()
-    if case == "lonely":
-        del arrays["parts/0/edges"]
-    elif case == "dtype":
-        arrays["parts/0/edges"] = edges.astype(np.float32)
-    elif case == "shape":
-        arrays["parts/0/corner_edges"] = corner_edges[:-1]
-    elif case == "vertex":
-        edges[0, 1] = len(part.vertices)
-        arrays["parts/0/edges"] = edges
-    else:
-        corner_edges[3] = len(edges)
-        arrays["parts/0/corner_edges"] = corner_edges
-    with pytest.raises(ProtocolError) as error:
-        decode_parts(metas, arrays)
-    assert error.value.code == code
 
 
 def test_invalid_pipeline_output_is_caught_before_sending():

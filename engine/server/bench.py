@@ -2,8 +2,7 @@
 
 Starts its own engine subprocess on a free loopback port with one extra pipeline,
 "bench-echo" (an edit that returns the parts it was sent), so the figures measure the
-protocol, the sockets and the job machinery and nothing else. The machinery includes the
-edge topology the engine adds to every result's meshes (bridge/PROTOCOL.md, "Parts").
+protocol, the sockets and the job machinery and nothing else.
 """
 
 from __future__ import annotations
@@ -45,8 +44,7 @@ def bench_bridge() -> None:
             job_ms = _median_ms(lambda: client.edit(tiny, [0], pipeline="bench-echo"), 200)
 
             big = _parts(8, 100_000)
-            sent = _payload(big)
-            back = _payload(client.edit(big, [0], pipeline="bench-echo").parts)
+            payload = sum(a.nbytes for p in big for a in (p.vertices, p.faces, p.transform))
             big_ms = _median_ms(lambda: client.edit(big, [0], pipeline="bench-echo"), 10)
 
             for _ in range(100):
@@ -60,8 +58,8 @@ def bench_bridge() -> None:
     print(f"  small request round trip (status)              {status_ms:8.3f} ms median of 200")
     print(f"  small job round trip (1 part, 4 vertices)      {job_ms:8.3f} ms median of 200")
     print(f"  8 parts x 100k vertices round trip             {big_ms:8.1f} ms median of 10 "
-          f"({sent / MB:.1f} MB sent, {back / MB:.1f} MB back with the engine's edges)")
-    throughput = (sent + back) / MB / (big_ms / 1e3)
+          f"({payload / MB:.1f} MB each way)")
+    throughput = 2 * payload / MB / (big_ms / 1e3)
     print(f"  8 parts x 100k vertices throughput             {throughput:8.0f} MB/s "
           "(both directions)")
     if before is None or after is None:
@@ -99,12 +97,6 @@ def _parts(count: int, vertices: int) -> list[Part]:
     return [Part(rng.standard_normal((vertices, 3), dtype=np.float32),
                  rng.integers(0, vertices, (2 * vertices, 3), dtype=np.int32),
                  np.eye(4), f"bench_part{n}", n) for n in range(count)]
-
-
-def _payload(parts: list[Part]) -> int:
-    """Bytes of the parts' arrays on the wire."""
-    return sum(a.nbytes for p in parts for a in (p.vertices, p.faces, p.transform, p.edges,
-                                                 p.corner_edges) if a is not None)
 
 
 def _median_ms(call, repeats: int) -> float:

@@ -6,7 +6,6 @@ the server thread over an inproc socket, addressed with the client's routing ide
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import threading
@@ -16,7 +15,6 @@ import traceback
 import zmq
 
 from bridge.protocol import Message, Result, encode, encode_result, error_message
-from engine.geometry.topology import with_edges
 
 from .jobs import Job, JobQueue
 from .pipelines import JobCancelled
@@ -69,8 +67,6 @@ class Worker(threading.Thread):
                 raise JobCancelled
             if not isinstance(result, Result):
                 raise TypeError(f"pipeline returned {type(result).__name__}, not a Result")
-            # Every result's meshes carry their edges, so Blender need not derive them.
-            result = dataclasses.replace(result, parts=with_edges(result.parts))
             return encode(encode_result(job.id, result))
         except JobCancelled:
             log.info("job %s cancelled: %s", job.id, job.cancel_text)
