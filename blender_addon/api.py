@@ -59,8 +59,11 @@ class Generation:
             return False
         try:
             result = self.job.result(0)
+            # Record what the engine actually used (its defaults for what was left open,
+            # e.g. steps, top-k, strength), as the demo's .blend does.
+            used = {**self.parameters, **result.metadata.get("params", {})}
             self.root = scene.build_asset(
-                result.parts, name=self.name, asset_id=self.job.id, parameters=self.parameters,
+                result.parts, name=self.name, asset_id=self.job.id, parameters=used,
                 retrieved=result.metadata.get("retrieved", []), collection=self.collection)
         except JobCancelled as error:
             self._fail("cancelled", error.code, engine_link.describe(error))

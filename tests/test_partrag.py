@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from engine.cli import main
-from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
 from engine.pipelines.decode import ExtractSettings
 from engine.pipelines.image_prep import ImageError, frame_object, to_rgba
 from engine.pipelines.partrag import PartRAGPipeline
@@ -20,67 +19,19 @@ from engine.training import dit_data
 from engine.training.dit import RECIPES, dit_losses, train_dit
 from engine.training.flow_matching import (flow_target, logit_normal_sigmas, noisy_latents,
                                            per_row)
-from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
-from engine.training.vae import RECIPES as VAE_RECIPES
-from tiny_dataset import write_dataset
+from partrag_world import build_world, install_models, reference_image
 
-SPLITS = {"train": ["chair", "table", "mug", "car", "stool"], "val": ["bottle"],
-          "test": ["chair", "bucket"]}
-SIZE = 64
 FAST = ExtractSettings(resolution=32, coarse_resolution=16)
-
-
-def fake_views(asset, views=2):
-    """RGBA images and part masks: every part's XY bounding box, drawn back to front."""
-    images, masks = [], []
-    for v in range(views):
-        rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
-        mask = np.full((SIZE, SIZE), 255, np.uint8)
-        for k, part in enumerate(asset.parts):
-            xyz = part.object_vertices()
-            lo = ((xyz.min(0)[:2] * 0.4 + 0.5) * SIZE).astype(int)
-            hi = ((xyz.max(0)[:2] * 0.4 + 0.5) * SIZE).astype(int) + 1
-            rows = slice(SIZE - hi[1], SIZE - lo[1])
-            cols = slice(lo[0] + v, hi[0] + v)
-            rgba[rows, cols] = ((40 * k + 30) % 256, 200 - 20 * k, 90, 255)
-            mask[rows, cols] = k
-        images.append(rgba)
-        masks.append(mask)
-    return images, masks
-
-
-def tiny_vae_folder(folder):
-    torch.manual_seed(0)
-    recipe = VAE_RECIPES["tiny"]
-    vae = VecSetVAE(VecSetVAEConfig(**recipe.model), **{ENCODE_TOKENS_KEY: recipe.num_tokens,
-                                                        ENCODE_POINTS_KEY: recipe.points})
-    vae.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("partrag")
-    data = write_dataset(root / "data", SPLITS, draw_views=lambda asset, seed: fake_views(asset))
-    vae = tiny_vae_folder(root / "vae")
-    recipe = RECIPES["tiny"]
-    result, exported = train_dit(data, vae, root / "run", recipe, recipe.train_config(),
-                                 root / "cache", export=root / "models" / "partrag",
-                                 device="cpu", progress=False)
-    assert result.finished and exported is not None
-    return {"root": root, "data": data, "vae": vae, "cache": root / "cache",
-            "bundle": root / "models" / "partrag"}
+    return build_world(tmp_path_factory.mktemp("partrag"))
 
 
 @pytest.fixture(scope="module")
 def pipeline(world):
     return PartRAGPipeline(world["bundle"], extract=FAST)
-
-
-def reference_image(world):
-    folder = world["data"] / "test" / json.loads(
-        (world["data"] / "manifest.json").read_text())["splits"]["test"][0]["name"]
-    return np.asarray(Image.open(folder / "view_00.png").convert("RGBA"))
 
 
 # ------------------------------------------------------------------ flow conventions
@@ -244,19 +195,7 @@ def test_pipeline_rejects_bad_requests(world, pipeline):
 @pytest.fixture(scope="module")
 def installed(world, tmp_path_factory):
     """A models/ folder as shipped: the bundle beside a library its bank was made from."""
-    import shutil
-
-    from engine.retrieval.builder import build_library
-    from engine.retrieval.encoders import load_encoder
-    from engine.retrieval.shape import PartEncoder
-
-    models = tmp_path_factory.mktemp("installed") / "models"
-    shutil.copytree(world["bundle"], models / "partrag")
-    build_library(world["data"], models / "library", [load_encoder()], PartEncoder(world["vae"]),
-                  size=3, progress=False)
-    assert main(["library", "bank", "--library", str(models / "library"),
-                 "--model", str(models / "partrag")]) == 0
-    return models
+    return install_models(world, tmp_path_factory.mktemp("installed"))
 
 
 def test_library_bank_mirrors_the_library(installed):
