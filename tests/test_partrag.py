@@ -237,6 +237,26 @@ def test_generation_starts_from_retrieved_parts_with_the_library(installed, worl
         pipeline(image, 2, steps=1, top_k=0, strength=0.5)
 
 
+def test_sampling_starts_from_a_whole_exemplar_when_one_has_the_asked_part_count(installed):
+    from engine.pipelines.exemplars import Hit
+    from engine.pipelines.partrag import installed_library
+
+    bundle = installed / "partrag"
+    pipeline = PartRAGPipeline(bundle, extract=FAST, library=installed_library(bundle))
+    library = pipeline.library
+    hits = [Hit(row, asset_id, 1.0 - row / 10) for row, asset_id in enumerate(library.ids)]
+    counts = [len(library.part_rows(row)) for row in range(len(library))]
+    for wanted in set(counts):
+        whole = counts.index(wanted)  # the best-ranked asset with that many parts
+        start, labels = pipeline.start_latents(hits, wanted)
+        assert labels == library.assets[whole]["labels"]
+        assert torch.equal(start.cpu(), torch.from_numpy(library.latents(whole)))
+    # no asset has that many: rank order, the next assets' parts fill in
+    start, labels = pipeline.start_latents(hits, max(counts) + 1)
+    assert len(labels) == max(counts) + 1
+    assert labels[:counts[0]] == library.assets[0]["labels"]
+
+
 def test_a_bank_from_elsewhere_is_refused_with_the_fix(installed, world):
     with pytest.raises(ValueError, match="python -m engine library bank"):
         PartRAGPipeline(world["bundle"], extract=FAST, library=installed / "library")

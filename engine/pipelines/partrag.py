@@ -230,11 +230,13 @@ class PartRAGPipeline:
                            "top_k": top_k, "strength": strength})
 
     def start_latents(self, hits: list[Hit], parts: int) -> tuple[torch.Tensor, list[str]]:
-        """The first `parts` part latents of the retrieved assets in rank order (the
-        best asset's parts first, repeated if all together have fewer) and their labels."""
+        """The first `parts` part latents of the retrieved assets and their labels: assets
+        with exactly `parts` parts first (a whole exemplar, nothing dropped or borrowed),
+        then by rank; parts repeat if all together have fewer."""
+        rows = [self.library.row(hit.asset_id) for hit in hits]
+        rows.sort(key=lambda row: len(self.library.part_rows(row)) != parts)  # stable: rank kept
         latents, labels = [], []
-        for hit in hits:
-            row = self.library.row(hit.asset_id)
+        for row in rows:
             latents += list(self.library.latents(row))
             labels += self.library.assets[row]["labels"]
         order = np.arange(parts) % len(latents)
