@@ -79,3 +79,39 @@ def test_paper_sized_comparison_is_fast():
     started = time.perf_counter()
     M.compare_meshes((s.vertices, s.faces), (c.vertices, c.faces), samples=M.PAPER_SAMPLES)
     assert time.perf_counter() - started < 4.0  # the figure (< 2 s) is printed by the benchmark
+
+
+def test_debris_share_counts_small_pieces_only():
+    import trimesh
+
+    from engine.geometry.pieces import debris_share, piece_areas
+
+    big = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    speck = trimesh.creation.icosphere(subdivisions=1, radius=0.03)
+    speck.apply_translation([0.8, 0, 0])
+    mesh = trimesh.util.concatenate([big, speck])
+    labels, areas = piece_areas(mesh.vertices, mesh.faces)
+    assert len(areas) == 2 and len(labels) == len(mesh.faces)
+    share = debris_share(mesh.vertices, mesh.faces)
+    assert 0 < share == pytest.approx(areas.min() / areas.sum())
+    twins = trimesh.util.concatenate([big, big.copy().apply_translation([1.2, 0, 0])])
+    assert debris_share(twins.vertices, twins.faces) == 0.0  # a pair of equal pieces is no debris
+    assert debris_share(np.zeros((0, 3)), np.zeros((0, 3), int)) == 0.0
+
+
+def test_part_overlap_iou_of_many_piece_parts_matches_one_piece_per_voxelisation():
+    """Parts of many pieces (fragmented generations, more than one 64-bit word of pieces):
+    the solid is the union of the pieces' solids (up to the randomly sampled surface voxels)."""
+    import trimesh
+
+    rng = np.random.default_rng(3)
+    spheres = []
+    for _ in range(70):  # more than one 64-bit word of pieces
+        s = trimesh.creation.icosphere(subdivisions=1, radius=rng.uniform(0.05, 0.2))
+        spheres.append(s.apply_translation(rng.uniform(-0.6, 0.6, 3)))
+    whole = trimesh.util.concatenate(spheres)
+    union = np.zeros((M.IOU_GRID,) * 3, bool)
+    for s in spheres:
+        union |= M.voxelize_solid(s.vertices, s.faces)
+    solid = M.voxelize_solid(whole.vertices, whole.faces)
+    assert np.count_nonzero(solid & union) / np.count_nonzero(solid | union) > 0.97  # 0.981

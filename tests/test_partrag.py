@@ -49,11 +49,12 @@ def test_flow_convention_and_euler_inverse():
 
 
 def test_logit_normal_sigmas_are_shared_by_the_parts_of_an_object():
-    torch.manual_seed(0)
-    sigma = logit_normal_sigmas(20000)
+    sigma = torch.from_numpy(logit_normal_sigmas(np.random.default_rng(0), 20000))
     assert ((sigma > 0) & (sigma < 1)).all()
     assert abs(sigma.median().item() - 0.5) < 0.02
     assert abs(torch.logit(sigma).std().item() - 1.0) < 0.03
+    low = logit_normal_sigmas(np.random.default_rng(0), 20000, mean=-1.0)
+    assert abs(np.median(low) - 1 / (1 + np.e)) < 0.02
     rows = per_row(torch.tensor([0.1, 0.7]), torch.tensor([2, 3]))
     assert rows.tolist() == pytest.approx([0.1, 0.1, 0.7, 0.7, 0.7])
 
@@ -82,6 +83,66 @@ def test_training_step_uses_one_sigma_per_object_and_drops_conditions(world):
     assert all(torch.all(g == g[0]) for g in groups)
     contexts = torch.split(seen["context"], seen["counts"].tolist())
     assert torch.all(contexts[0] == 0) and all(c.abs().sum() > 0 for c in contexts[1:])
+
+
+def test_start_parts_pairs_each_target_part_with_its_nearest_exemplar_part():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(4, 6, 3)) + np.arange(4)[:, None, None] * 5.0
+    shuffled = target[[2, 0, 3, 1]] + 0.01 * rng.normal(size=target.shape)
+    other = rng.normal(size=(3, 6, 3))  # a 3-part asset ranks first but has the wrong count
+    start = dit_data.start_parts([other, shuffled], target)
+    np.testing.assert_allclose(start, target, atol=0.05)
+    # Fewer exemplar parts than asked: parts repeat, every row filled.
+    assert dit_data.start_parts([other], target).shape == target.shape
+
+
+def test_bridge_paths_pass_where_retrieval_initialised_sampling_starts(world):
+    """At σ = σ0 a bridge path's input is (1-σ0)·start + σ0·ε: the start of sampling from
+    retrieved latents at strength σ0; its σ stays below σ0."""
+    objects = dit_data.load_cached(sorted((world["cache"] / "train").glob("*.npz")))
+    bank = dit_data.build_bank(objects, dit_data.BankOptions(**RECIPES["tiny"].bank))
+    library = {o.name: o.latents.astype(np.float32) for o in objects}
+    examples = dit_data.DiTExamples(objects, bank, 2, dit_data.label_vocabulary(objects),
+                                    paths=dit_data.PathOptions(bridge_fraction=1.0),
+                                    library=library)
+    batch = examples.batch(np.random.default_rng(0), 3, k=2)
+    assert batch["bridge"].all() and (batch["sigma"] < batch["start_sigma"]).all()
+    assert examples.batch(np.random.default_rng(0), 3, k=0)["bridge"].sum() == 0
+    batch["sigma"] = batch["start_sigma"].clone()
+    batch["drop"] = torch.ones(3)
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, latents, timestep, context, num_parts):
+            seen["latents"] = latents
+            return torch.zeros_like(latents, requires_grad=True)
+
+    from engine.training.dit import make_model
+
+    model = make_model(RECIPES["tiny"], objects[0].latents.shape[-1],
+                       objects[0].tokens.shape[-1], 1, None)
+    model.transformer = Recorder()
+    torch.manual_seed(5)
+    dit_losses(model, batch, 0.1)
+    torch.manual_seed(5)
+    noise = torch.randn_like(batch["latents"])
+    s0 = per_row(batch["start_sigma"], batch["counts"])[:, None, None]
+    torch.testing.assert_close(seen["latents"], (1 - s0) * batch["start"] + s0 * noise,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_bundle_declares_the_latent_standardisation_it_was_trained_with(world, pipeline):
+    from engine.models.latent_scale import LatentScale
+
+    config = json.loads((world["bundle"] / "vae" / "config.json").read_text())
+    assert len(config["latents_mean"]) == len(config["latents_std"]) == pipeline.vae.config.latent_channels
+    assert not pipeline.scale.identity
+    x = torch.randn(2, 5, pipeline.vae.config.latent_channels) * 3 + 1
+    torch.testing.assert_close(pipeline.scale.denormalise(pipeline.scale.normalise(x)), x)
+    fitted = LatentScale.fit(x.numpy())
+    seen = fitted.normalise(x)
+    assert seen.mean((0, 1)).abs().max() < 1e-5 and (seen.std((0, 1), unbiased=False) - 1).abs().max() < 1e-4
+    assert LatentScale().normalise(x) is x  # a public VAE without statistics: unscaled
 
 
 # ------------------------------------------------------------------ training

@@ -55,10 +55,11 @@ def test_reconstruction_is_one_mesh_per_part_in_the_object_frame(bundles):
 def test_summary_counts_failed_objects():
     from engine.eval.vae_eval import ObjectResult
 
-    rows = [ObjectResult("a", "chair", 2, 0.02, 0.99, 0, 1.0),
-            ObjectResult("b", "chair", 3, math.nan, math.nan, 3, 1.0)]
+    rows = [ObjectResult("a", "chair", 2, 0.02, 0.99, 0, 1.0, 0.04, 0.0),
+            ObjectResult("b", "chair", 3, math.nan, math.nan, 3, 1.0, math.nan, 0.02)]
     summary = summarise(rows)
     assert summary["failed"] == 1 and summary["chamfer"] == 0.02 and summary["empty_parts"] == 3
+    assert summary["debris"] == 0.04 and summary["gt_debris"] == 0.01
 
 
 def test_eval_cli_prints_the_figures(bundles, capsys):

@@ -14,9 +14,10 @@ PAPER_SAMPLES = 204_800  # engine.eval.metrics.PAPER_SAMPLES, without importing 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate trained networks")
     sub = parser.add_subparsers(dest="eval_command", required=True)
-    from engine.eval.generation_cli import add_generation
+    from engine.eval.generation_cli import add_diagnose, add_generation
 
     add_generation(sub)
+    add_diagnose(sub)
     vae = sub.add_parser("vae", help="part VAE reconstruction (CD, F-Score) and Geom-Seg figures")
     vae.add_argument("--split", default="test", choices=["train", "val", "test"])
     vae.add_argument("--data", type=Path, default=Path("data/parts"), help="dataset folder")
@@ -77,7 +78,8 @@ def run_eval_vae(args: argparse.Namespace) -> int:
     print(f"part VAE {args.model} on {args.split} ({summary['objects']} objects, "
           f"{options.resolution}^3, {args.samples:,} samples): CD {summary['chamfer']:.4f}, "
           f"F@0.1 {summary['fscore']:.4f}; failed objects {summary['failed']}, empty parts "
-          f"{summary['empty_parts']}; {summary['seconds_per_object']:.1f} s/object")
+          f"{summary['empty_parts']}; debris {summary['debris']:.2%} (ground truth "
+          f"{summary['gt_debris']:.2%}); {summary['seconds_per_object']:.1f} s/object")
     report = {"part_vae": summary, "objects": [asdict(r) for r in results]}
     if args.timing_parts:
         from engine.eval.vae_eval import extraction_timings

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from engine.data.dataset import load_asset
 from engine.eval.bench import whole_mesh
 from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, part_overlap_iou
+from engine.geometry.pieces import debris_share
 from engine.eval.vae_eval import object_folders
 from engine.pipelines import retrieval_step
 from engine.pipelines.outputs import as_asset
@@ -58,10 +59,17 @@ def reference_image(folder: Path) -> np.ndarray:
     return np.asarray(Image.open(folder / "view_00.png").convert("RGBA"))
 
 
+def asset_debris(asset) -> float:
+    """Mean over parts of the share of area in pieces below 2 % of their part."""
+    return float(np.mean([debris_share(p.vertices, p.faces) for p in asset.parts]))
+
+
 def geometry(gt, asset, samples: int) -> dict:
     metrics = compare_meshes(whole_mesh(gt), whole_mesh(asset), samples)
     meshes = [(p.object_vertices(), p.faces) for p in asset.parts]
     metrics["iou"] = part_overlap_iou(meshes) if len(meshes) > 1 else 0.0
+    metrics["debris"] = asset_debris(asset)
+    metrics["gt_debris"] = asset_debris(gt)
     return metrics
 
 
@@ -111,25 +119,27 @@ def summarise(rows: list[dict], data: Path, split: str, limit: int | None) -> li
     table = []
     manifest = json.loads((Path(data) / "manifest.json").read_text())
     records = manifest["splits"][split][:limit]
-    table.append({"row": "dataset", "iou": float(np.mean([r["part_iou"] for r in records]))})
+    table.append({"row": "dataset", "iou": float(np.mean([r["part_iou"] for r in records])),
+                  "debris": float(np.mean([r["gt_debris"] for r in rows]))})
     for name in dict.fromkeys(r["row"] for r in rows):
         mine = [r for r in rows if r["row"] == name]
         table.append({"row": name, "objects": len(mine),
                       **{key: float(np.mean([r[key] for r in mine]))
-                         for key in ("chamfer", "fscore", "iou", "seconds")},
+                         for key in ("chamfer", "fscore", "iou", "debris", "seconds")},
                       "empty_parts": int(sum(r["empty_parts"] for r in mine))})
     return table
 
 
 def markdown_table(table: list[dict]) -> str:
-    lines = ["| configuration | CD ↓ | F-Score@0.1 ↑ | part IoU ↓ | s / object |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| configuration | CD ↓ | F-Score@0.1 ↑ | part IoU ↓ | debris ↓ | empty parts | "
+             "s / object |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in table:
         if r["row"] == "dataset":
-            lines.append(f"| dataset | – | – | {r['iou']:.4f} | – |")
+            lines.append(f"| dataset | – | – | {r['iou']:.4f} | {r['debris']:.2%} | 0 | – |")
         else:
             lines.append(f"| {r['row']} | {r['chamfer']:.4f} | {r['fscore']:.4f} | "
-                         f"{r['iou']:.4f} | {r['seconds']:.2f} |")
+                         f"{r['iou']:.4f} | {r['debris']:.2%} | {r['empty_parts']} | "
+                         f"{r['seconds']:.2f} |")
     return "\n".join(lines)
 
 

@@ -124,10 +124,16 @@ def voxelize_solid(vertices: np.ndarray, faces: np.ndarray, grid: int = IOU_GRID
         t, ix, iy, z = t[inside], ix[inside], iy[inside], z[inside]
         # A crossing at height z flips the parity of every voxel centre above it.
         iz = np.clip(np.ceil((z + 1) / h - 0.5).astype(np.int64), 0, grid)
-        labels, key = np.unique(comp[t], return_inverse=True)
-        flips = np.zeros((len(labels), grid, grid, grid + 1), dtype=np.int32)
-        np.add.at(flips, (key.ravel(), ix, iy, iz), 1)
-        occ |= (np.cumsum(flips, axis=-1)[..., :grid] % 2 == 1).any(0)
+        # Parity per component as one bit of a 64-bit word (a generated part can have
+        # hundreds of pieces; one int per piece and voxel cost seconds and gigabytes).
+        _, key = np.unique(comp[t], return_inverse=True)
+        key = key.ravel()
+        for first in range(0, int(key.max()) + 1, 64):
+            mine = (key >= first) & (key < first + 64)
+            flips = np.zeros((grid, grid, grid + 1), dtype=np.uint64)
+            np.bitwise_xor.at(flips, (ix[mine], iy[mine], iz[mine]),
+                              np.left_shift(np.uint64(1), (key[mine] - first).astype(np.uint64)))
+            occ |= np.bitwise_xor.accumulate(flips, axis=-1)[..., :grid] != 0
 
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
     count = int(min(2_000_000, max(1000, 16 * area / h**2)))

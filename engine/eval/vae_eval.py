@@ -23,6 +23,7 @@ from engine.data.dataset import load_asset, surface_samples
 from engine.eval.bench import whole_mesh
 from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, sample_surface
 from engine.geometry.extraction import extract_hierarchical
+from engine.geometry.pieces import debris_share
 from engine.models.vecset_vae import VecSetVAE
 
 DEFAULT_TOKENS, DEFAULT_POINTS = 512, 8192  # the public model's, for bundles that do not say
@@ -47,6 +48,8 @@ class ObjectResult:
     fscore: float
     empty_parts: int  # parts whose decoded field has no surface
     seconds: float
+    debris: float  # mean over decoded parts: area share in pieces below 2 % of the part
+    gt_debris: float  # the same figure for the ground-truth parts
 
 
 def encoding_sizes(vae: VecSetVAE) -> tuple[int, int]:
@@ -154,9 +157,13 @@ def evaluate_part_vae(vae: VecSetVAE, folders: list[Path], options: ExtractOptio
         empty = len(asset.parts) - len(recon.parts)
         metrics = ({"chamfer": float("nan"), "fscore": float("nan")} if not recon.parts
                    else compare_meshes(whole_mesh(asset), whole_mesh(recon), samples))
+        debris = [debris_share(p.vertices, p.faces) for p in recon.parts]
         results.append(ObjectResult(folder.name, asset.category, len(asset.parts),
                                     metrics["chamfer"], metrics["fscore"], empty,
-                                    time.perf_counter() - started))
+                                    time.perf_counter() - started,
+                                    float(np.mean(debris)) if debris else float("nan"),
+                                    float(np.mean([debris_share(p.vertices, p.faces)
+                                                   for p in asset.parts]))))
         if len(kept) < keep and recon.parts:
             kept.append((asset, recon, results[-1]))
     return results, kept
@@ -168,6 +175,8 @@ def summarise(results: list[ObjectResult]) -> dict:
             "chamfer": float(np.mean([r.chamfer for r in done])) if done else float("nan"),
             "fscore": float(np.mean([r.fscore for r in done])) if done else float("nan"),
             "empty_parts": sum(r.empty_parts for r in results),
+            "debris": float(np.mean([r.debris for r in done])) if done else float("nan"),
+            "gt_debris": float(np.mean([r.gt_debris for r in results])),
             "seconds_per_object": float(np.mean([r.seconds for r in results]))}
 
 

@@ -36,6 +36,7 @@ import torch
 from engine.eval.vae_eval import encoding_sizes
 from engine.models.dual_lane_dit import DualLaneDiT
 from engine.models.flow_sampler import FlowSampler, initial_noise
+from engine.models.latent_scale import LatentScale
 from engine.models.rag_context import RetrievalContext, fuse_context, per_part_rows
 from engine.models.vecset_vae import VecSetVAE
 from engine.pipelines import retrieval_step
@@ -111,6 +112,7 @@ class PartRAGPipeline:
         self.sampler = FlowSampler.from_pretrained(folder / "scheduler")
         self.vae = VecSetVAE.from_pretrained(folder / "vae").float().to(self.device).eval()
         self.tokens = int(encoding_sizes(self.vae)[0])
+        self.scale = LatentScale.of(self.vae)  # what the DiT sees: standardised latents
         self.rag = RetrievalContext.beside(folder)
         if self.rag is not None:
             self.rag = self.rag.float().to(self.device)
@@ -139,7 +141,8 @@ class PartRAGPipeline:
         """DEFAULT_TOP_K when the folder can retrieve, else 0 (a public PartCrafter folder)."""
         return DEFAULT_TOP_K if self.rag is not None and self.bank is not None else 0
 
-    def check_request(self, parts: int, top_k: int, steps: int, strength: float) -> None:
+    def check_request(self, parts: int, top_k: int, steps: int, strength: float,
+                      given_start: bool = False) -> None:
         if not 1 <= parts <= self.max_parts:
             raise ValueError(f"this model generates 1 to {self.max_parts} parts, asked for {parts}")
         if top_k < 0:
@@ -152,7 +155,7 @@ class PartRAGPipeline:
             raise ValueError(f"need at least one denoising step, got {steps}")
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        if strength < 1.0 and (top_k == 0 or self.library is None):
+        if strength < 1.0 and not given_start and (top_k == 0 or self.library is None):
             raise ValueError("a strength below 1 starts from retrieved part latents: it needs "
                              "top-k > 0 and the part library")
 
@@ -165,17 +168,18 @@ class PartRAGPipeline:
     def __call__(self, image: np.ndarray, parts: int, *, steps: int = DEFAULT_STEPS,
                  guidance: float = DEFAULT_GUIDANCE, seed: int = 0, top_k: int | None = None,
                  strength: float | None = None, remove_background: bool = True,
-                 exclude: str | None = None,
+                 exclude: str | None = None, start: torch.Tensor | None = None,
                  progress: Callable[[str, float], None] | None = None,
                  check_cancelled: Callable[[], None] | None = None) -> Generation:
         """`top_k` None: `default_top_k`. `strength` None: DEFAULT_STRENGTH when retrieval can
         initialise sampling (k > 0 and a library), else 1. `exclude` keeps one asset id out
-        of retrieval."""
+        of retrieval. `start` (parts, T, C) replaces the retrieved start latents of a
+        strength below 1 (e.g. an object's own latents, to measure denoising from the truth)."""
         if top_k is None:
             top_k = self.default_top_k
         if strength is None:
             strength = DEFAULT_STRENGTH if top_k and self.library is not None else 1.0
-        self.check_request(parts, top_k, steps, strength)
+        self.check_request(parts, top_k, steps, strength, given_start=start is not None)
         report = progress or (lambda stage, fraction: None)
         cancel = check_cancelled or (lambda: None)
         span = lambda stage, f: report(stage, STAGES[stage][0] + f * (STAGES[stage][1] - STAGES[stage][0]))
@@ -198,7 +202,7 @@ class PartRAGPipeline:
         if hits:
             images, latents = self.bank.context(hits)
             context = fuse_context(query, images[None].to(self.device),
-                                   latents[None].to(self.device), self.rag)
+                                   self.scale.normalise(latents[None].to(self.device)), self.rag)
         else:
             context = query
         timings["retrieve"] = time.perf_counter() - clock
@@ -208,12 +212,16 @@ class PartRAGPipeline:
         generator = torch.Generator("cpu").manual_seed(seed)
         noise = initial_noise((parts, self.tokens, self.transformer.config.in_channels),
                               generator=generator, device=self.device)
-        start, start_labels = (self.start_latents(hits, parts) if strength < 1.0
-                               else (None, None))
+        start_labels = None
+        if start is None and strength < 1.0:
+            start, start_labels = self.start_latents(hits, parts)
+        if start is not None:
+            start = self.scale.normalise(start.float().to(self.device))
         latents = self.sampler.sample(
             self.transformer, noise, per_part_rows(context, parts), torch.tensor([parts]),
             steps=steps, guidance=guidance, init=start, strength=strength, check_cancelled=cancel,
             progress=lambda done, total: span("denoise", done / total))
+        latents = self.scale.denormalise(latents)
         timings["denoise"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

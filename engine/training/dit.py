@@ -19,17 +19,20 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.models.checkpoint import read_config, write_config
 from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
+from engine.models.latent_scale import LatentScale
+from engine.models.vecset_vae import VecSetVAE
 from engine.models.flow_sampler import FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
 from engine.training import dit_data, model_card, recipes
-from engine.training.flow_matching import (NUM_TRAIN_TIMESTEPS, flow_target, logit_normal_sigmas,
-                                           noisy_latents, per_row)
+from engine.training.flow_matching import NUM_TRAIN_TIMESTEPS, flow_target, noisy_latents, per_row
 from engine.training.loop import (TrainConfig, TrainResult, describe_device, resolve_device,
                                   train)
 
@@ -42,6 +45,7 @@ class DiTRecipe:
     bank: dict = field(default_factory=dict)  # dit_data.BankOptions overrides
     max_k: int = 5  # exemplars per object in training: k uniform in 0..max_k
     condition_dropout: float = 0.1
+    paths: dict = field(default_factory=dict)  # dit_data.PathOptions overrides
     hcr: dict = field(default_factory=dict)  # HCRConfig overrides (stage 2)
     train: dict = field(default_factory=dict)  # TrainConfig overrides
 
@@ -91,13 +95,22 @@ class PartRAGModel(nn.Module):
         return context * (~batch["dropped"]).to(context.dtype)[:, None, None]
 
 
-def dit_losses(model: PartRAGModel, batch: dict, condition_dropout: float) -> dict[str, torch.Tensor]:
-    """Rectified-flow loss (+ L_HCR in stage 2). The batch's `drop` draws decide dropout."""
+def dit_losses(model: PartRAGModel, batch: dict, condition_dropout: float,
+               sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Rectified-flow loss (+ L_HCR in stage 2). The batch's `drop` draws decide dropout;
+    `sigma` (objects,) replaces the batch's noise levels and turns its bridge paths off.
+    A bridge path's noise ε' = ε + (1-σ0)/σ0·(start - x0) puts x_σ0 = (1-σ0)·start + σ0·ε,
+    exactly where retrieval-initialised sampling starts, on the straight line to x0."""
     counts = batch["counts"]
     x0 = batch["latents"]
     batch = {**batch, "dropped": batch["drop"] < condition_dropout}
-    sigma = per_row(logit_normal_sigmas(len(counts)).to(x0.device), counts)
     noise = torch.randn_like(x0)
+    if sigma is None:
+        sigma = batch["sigma"]
+        s0 = per_row(batch["start_sigma"].to(x0.device), counts)[:, None, None]
+        bridged = per_row(batch["bridge"].to(x0.device), counts)[:, None, None]
+        noise = noise + torch.where(bridged, (batch["start"] - x0) * (1.0 - s0) / s0, 0.0)
+    sigma = per_row(sigma.to(x0.device), counts)
     context = per_part_rows(model.context(batch), counts)
     v = model.transformer(noisy_latents(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS,
                           context, counts)
@@ -109,11 +122,17 @@ def dit_losses(model: PartRAGModel, batch: dict, condition_dropout: float) -> di
     return {"loss": flow + hcr["loss"], "flow": flow, "hcr": hcr["hcr"]}
 
 
+def load_bundle_model(folder: Path) -> PartRAGModel:
+    """A bundle's transformer and retrieval projection as one float32 module."""
+    return PartRAGModel(DualLaneDiT.from_pretrained(Path(folder) / "transformer").float(),
+                        RetrievalContext.from_pretrained(Path(folder) / "rag").float())
+
+
 def make_model(recipe: DiTRecipe, latent_channels: int, token_dim: int, stage: int,
                init: Path | None) -> PartRAGModel:
     if init is not None:
-        transformer = DualLaneDiT.from_pretrained(Path(init) / "transformer").train()
-        rag = RetrievalContext.from_pretrained(Path(init) / "rag").train()
+        loaded = load_bundle_model(init).train()
+        transformer, rag = loaded.transformer, loaded.rag
     else:
         config = DualLaneDiTConfig(**{**recipe.model, "in_channels": latent_channels,
                                       "cross_attention_dim": token_dim})
@@ -129,8 +148,9 @@ def make_model(recipe: DiTRecipe, latent_channels: int, token_dim: int, stage: i
 
 
 def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path,
-                  bank, bank_options: dit_data.BankOptions, max_k: int) -> dict:
-    """Write the bundle folder (float16 DiT weights: they load into float32 networks)."""
+                  bank, bank_options: dit_data.BankOptions, max_k: int, scale: LatentScale) -> dict:
+    """Write the bundle folder (float16 DiT weights: they load into float32 networks); the
+    latent standardisation the DiT was trained with goes into vae/config.json."""
     folder = Path(folder)
     model = copy.deepcopy(model).cpu().eval()
     copy.deepcopy(model.transformer).half().save_pretrained(folder / "transformer")
@@ -144,6 +164,9 @@ def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path,
     if (folder / "vae").exists():
         shutil.rmtree(folder / "vae")
     shutil.copytree(vae_folder, folder / "vae", ignore=shutil.ignore_patterns(model_card.MODEL_CARD_NAME))
+    vae_config = read_config(folder / "vae")
+    vae_config.update(scale.config())
+    write_config(vae_config, folder / "vae")
     (folder / "model_index.json").write_text(json.dumps(
         {"_class_name": "PartRAGPipeline", "transformer": ["engine", "DualLaneDiT"],
          "scheduler": ["engine", "FlowSampler"], "vae": ["engine", "VecSetVAE"],
@@ -172,6 +195,17 @@ def write_model_card(folder: Path, stage: int, recipe: DiTRecipe, config: TrainC
         f"- Evaluate: `python -m engine eval generation --split test --data {data} --model {folder}`"])
 
 
+def training_scale(train_objects: list[dit_data.CachedObject], init: Path | None) -> LatentScale:
+    """The standardisation a run trains under: the --init bundle's (its DiT learned it), else
+    fitted on the training latents."""
+    if init is not None:
+        inherited = LatentScale.of(VecSetVAE.from_pretrained(Path(init) / "vae"))
+        if not inherited.identity:
+            return inherited
+    return LatentScale.fit(np.concatenate([o.latents.reshape(-1, o.latents.shape[-1])
+                                           for o in train_objects]))
+
+
 def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, config: TrainConfig,
               cache: Path, stage: int = 1, init: Path | None = None, export: Path | None = None,
               device: str = "auto", resume: bool = False, limit: int | None = None,
@@ -188,7 +222,10 @@ def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, co
         for split in ("train", "val")}
     bank = dit_data.build_bank(objects["train"], bank_options)
     labels = dit_data.label_vocabulary(objects["train"])
-    examples = {split: dit_data.DiTExamples(objs, bank, recipe.max_k, labels)
+    scale = training_scale(objects["train"], init)
+    library = {o.name: o.latents.astype(np.float32) for o in objects["train"]}
+    paths = dit_data.PathOptions(**recipe.paths)
+    examples = {split: dit_data.DiTExamples(objs, bank, recipe.max_k, labels, scale, paths, library)
                 for split, objs in objects.items()}
     first = objects["train"][0]
     torch.manual_seed(config.seed)  # the initial weights
@@ -199,7 +236,8 @@ def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, co
                    device=device, resume=resume, progress=progress, title=f"PartRAG DiT stage {stage}")
     exported = None
     if export is not None and result.finished:
-        exported = export_bundle(result.ema, export, vae_folder, bank, bank_options, recipe.max_k)
+        exported = export_bundle(result.ema, export, vae_folder, bank, bank_options, recipe.max_k,
+                                 scale)
         write_model_card(export, stage, recipe, config, result, exported, data, vae_folder,
                          len(objects["train"]), len(bank), describe_device(resolve_device(device)))
     return result, exported

@@ -20,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from engine.data.cache import check_options, save_npz
 from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
+from engine.models.latent_scale import LatentScale
+from engine.training.flow_matching import logit_normal_sigmas
 from engine.pipelines import retrieval_step
 from engine.pipelines.exemplars import ExemplarBank, exemplar_latents, spread_subset
 from engine.pipelines.image_prep import frame_object
@@ -143,13 +146,46 @@ def build_bank(objects: list[CachedObject], options: BankOptions) -> ExemplarBan
                         labels.astype(str))
 
 
+@dataclass(frozen=True)
+class PathOptions:
+    """Where training paths start. From-noise paths take σ = sigmoid(N(mean, std²)) per
+    object. A `bridge_fraction` of the objects of batches with k ≥ 1 instead run the path
+    the product samples: from their top retrieved exemplar's part latents noised to a start
+    σ0 uniform in `bridge_strengths`, towards their own latents (σ uniform in (0, σ0))."""
+    sigma_mean: float = 0.0
+    sigma_std: float = 1.0
+    bridge_fraction: float = 0.0
+    bridge_strengths: tuple[float, float] = (0.3, 0.7)
+
+
+def start_parts(exemplars: list[np.ndarray], target: np.ndarray) -> np.ndarray:
+    """Start latents (n, T, C) for an object of n parts from retrieved assets' part latents:
+    assets with exactly n parts first (as the pipeline's start_latents), parts cycled to n,
+    then matched to the target's parts (Hungarian on mean latents) so every path is short."""
+    n = len(target)
+    ordered = sorted(exemplars, key=lambda parts: len(parts) != n)
+    pool = np.concatenate(ordered)[np.arange(n) % sum(len(p) for p in ordered)]
+    cost = np.linalg.norm(pool.mean(1)[:, None] - target.mean(1)[None], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    start = np.empty_like(pool)
+    start[cols] = pool[rows]
+    return start
+
+
 class DiTExamples:
-    """Batches of objects with their retrieved exemplars; a pure function of the rng."""
+    """Batches of objects with their retrieved exemplars; a pure function of the rng.
+    `library` holds the full part latents of the bank's assets (name -> (parts, T, C)) for
+    bridge paths."""
 
     def __init__(self, objects: list[CachedObject], bank: ExemplarBank, max_k: int,
-                 label_ids: dict[str, int]):
+                 label_ids: dict[str, int], scale: LatentScale = LatentScale(),
+                 paths: PathOptions = PathOptions(),
+                 library: dict[str, np.ndarray] | None = None):
         self.objects, self.bank, self.max_k = objects, bank, max_k
-        self.label_ids = label_ids
+        self.label_ids, self.scale, self.paths = label_ids, scale, paths
+        self.library = library or {}
+        if paths.bridge_fraction and not self.library:
+            raise ValueError("bridge paths need the bank assets' part latents (library)")
         # Neighbours of every (object, view), computed once.
         self.hits = [[bank.search(retrieval_step.object_embedding(torch.from_numpy(p)).numpy(),
                                   max_k, exclude=o.name) for p in o.pooled] for o in objects]
@@ -158,7 +194,9 @@ class DiTExamples:
         """`size` objects, one random view each, and top-k exemplars (k random in 0..max_k
         per batch unless given). Keys: latents (rows, T, Cz), counts (B,), query (B, L, Cc),
         exemplar_images (B, k, G, Cc), exemplar_latents (B, k, T_r, Cz), drop (B,) condition
-        dropout draws, and the HCR inputs (cover, visible, exists, labels, shape, instance)."""
+        dropout draws, sigma (B,) noise levels, bridge (B,) bool with start (rows, T, Cz) and
+        start_sigma (B,) for bridge paths (PathOptions), and the HCR inputs (cover, visible,
+        exists, labels, shape, instance)."""
         picks = rng.integers(len(self.objects), size=size)
         views = [int(rng.integers(len(self.objects[i].tokens))) for i in picks]
         k = int(rng.integers(self.max_k + 1)) if k is None else k
@@ -183,11 +221,23 @@ class DiTExamples:
             exists[b, :n] = True
             labels[b, :n] = torch.tensor([self.label_ids.get(x, 0) for x in o.labels])
             shape[b, :n] = torch.from_numpy(o.latents.astype(np.float32).mean(1))
-        return {"latents": torch.cat(latents),
+        paths = self.paths
+        sigma = logit_normal_sigmas(rng, size, paths.sigma_mean, paths.sigma_std)
+        bridge = (rng.random(size) < paths.bridge_fraction) & (k > 0)
+        start_sigma = rng.uniform(*paths.bridge_strengths, size)
+        sigma = np.where(bridge, rng.random(size) * start_sigma, sigma)
+        start = [start_parts([self.library[h.asset_id] for h in self.hits[i][v][:k]],
+                             o.latents).astype(np.float32) if b else np.zeros_like(o.latents, np.float32)
+                 for i, v, o, b in zip(picks, views, objs, bridge)]
+        return {"latents": self.scale.normalise(torch.cat(latents)),
+                "sigma": torch.from_numpy(sigma).float(), "bridge": torch.from_numpy(bridge),
+                "start": self.scale.normalise(torch.from_numpy(np.concatenate(start))),
+                "start_sigma": torch.from_numpy(start_sigma).float(),
                 "counts": torch.tensor([len(o.labels) for o in objs]),
                 "query": torch.stack([torch.from_numpy(o.tokens[v].astype(np.float32))
                                       for o, v in zip(objs, views)]),
-                "exemplar_images": torch.stack(images), "exemplar_latents": torch.stack(exemplar_lat),
+                "exemplar_images": torch.stack(images),
+                "exemplar_latents": self.scale.normalise(torch.stack(exemplar_lat)),
                 "drop": torch.from_numpy(rng.random(size)),
                 "cover": cover, "visible": exists & (cover.sum(-1) > 0), "exists": exists,
                 "labels": labels, "shape": shape, "instance": torch.from_numpy(picks.astype(np.int64))}

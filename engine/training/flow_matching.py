@@ -7,15 +7,16 @@ an object share a noise level (PartRAG §3.4)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 NUM_TRAIN_TIMESTEPS = 1000
 
 
-def logit_normal_sigmas(objects: int, mean: float = 0.0, std: float = 1.0,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """(objects,) σ = sigmoid(N(mean, std²))."""
-    return torch.sigmoid(mean + std * torch.randn(objects, generator=generator))
+def logit_normal_sigmas(rng: np.random.Generator, objects: int, mean: float = 0.0,
+                        std: float = 1.0) -> np.ndarray:
+    """(objects,) σ = sigmoid(N(mean, std²)); a negative mean spends training on low σ."""
+    return 1.0 / (1.0 + np.exp(-(mean + std * rng.standard_normal(objects))))
 
 
 def per_row(values: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
