@@ -82,6 +82,8 @@ def add_diagnose(sub: argparse._SubParsersAction) -> None:
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import numpy as np
 
     from engine.eval import generator_diagnosis as diagnosis
@@ -93,6 +95,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from engine.training.dit import load_bundle_model
 
     pipeline = PartRAGPipeline(args.model, "cpu", library=installed_library(args.model))
+    pipeline.extract = replace(pipeline.extract, clean=False)  # what the model makes, unpolished
     cache = args.cache or args.data / "dit_cache"
     options = dit_data.BankOptions(**{k: v for k, v in pipeline.settings.items()
                                       if k in dit_data.BankOptions.__dataclass_fields__})

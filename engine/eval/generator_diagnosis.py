@@ -24,6 +24,7 @@ from engine.geometry.pieces import debris_share
 from engine.models.latent_scale import LatentScale
 from engine.pipelines.decode import decode_parts
 from engine.pipelines.outputs import as_asset
+from engine.pipelines.partrag import GeneratedPart
 
 
 def latent_statistics(latents: list[np.ndarray], scale: LatentScale) -> dict:
@@ -81,7 +82,9 @@ def denoise_from_truth(pipeline, folders: list[Path], true_latents: list[np.ndar
                                 disable=not progress):
         gt = load_asset(folder)
         truth = torch.from_numpy(latents.astype(np.float32)).to(pipeline.device)
-        recon = decode_parts(pipeline.vae, truth, pipeline.extract)
+        recon = [GeneratedPart(m.vertices, m.faces, m.transform, "part", i, f"mesh{m.mesh_id}",
+                               m.empty)
+                 for i, m in enumerate(decode_parts(pipeline.vae, truth, pipeline.extract))]
         rows.append({"object": folder.name, "row": "VAE reconstruction", **scored(gt, recon, samples),
                      "gt_debris": float(np.mean(part_meshes_debris(gt.parts)))})
         image = reference_image(folder)

@@ -1,7 +1,7 @@
 """PartRAG: one reference image -> N part meshes, each in its local frame with a rigid
 transform, a label and a mesh id (PartRAG §3.1, §3.3-3.4 on PartCrafter's dual-lane DiT).
 
-    image -> RGBA (uniform background removed unless told not to) -> crop/pad (image_prep)
+    image -> RGBA (background removed unless told not to) -> crop/pad (image_prep)
           -> encoder tokens + search key -> top-k exemplars from the bank
           -> context = Concat(query tokens, exemplar image tokens, projected exemplar latents)
           -> N part latents jointly denoised (rectified flow, zero-context guidance)
