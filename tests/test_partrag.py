@@ -363,12 +363,13 @@ def test_generate_cli_writes_every_file(world, tmp_path):
     Image.fromarray(reference_image(world)).save(image)
     out = tmp_path / "out"
     assert main(["generate", str(image), "--parts", "2", "--model", str(world["bundle"]),
-                 "--steps", "1", "--top-k", "1", "--out", str(out)]) == 0
+                 "--steps", "1", "--top-k", "1", "--max-faces", "500", "--out", str(out)]) == 0
     names = {"part_00.glb", "part_01.glb", "object.glb", "parts.json", "retrieved.json",
              "preview.png"}
     assert names <= {p.name for p in out.iterdir()}
     parts = json.loads((out / "parts.json").read_text())
     assert len(parts["parts"]) == 2 and {"encode", "retrieve", "denoise", "decode"} <= set(parts["timings"])
+    assert all(p["faces"] <= 500 and {"pieces", "debris_removed"} <= p.keys() for p in parts["parts"])
     assert len(json.loads((out / "retrieved.json").read_text())) == 1
 
 

@@ -28,8 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-background", action="store_true",
                         help="treat the whole RGB image as the object (no background removal)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    detail = parser.add_mutually_exclusive_group()
+    detail.add_argument("--max-faces", type=face_budget, metavar="N",
+                        help="triangles per part at most (default 20,000)")
+    detail.add_argument("--full-resolution", action="store_true",
+                        help="keep every marching-cubes triangle (no decimation)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(run=run_generate)
+
+
+def face_budget(text: str) -> int:
+    """--max-faces: enough triangles for a closed mesh."""
+    faces = int(text)
+    if faces < 4:
+        raise argparse.ArgumentTypeError(f"a closed part needs at least 4 faces, not {faces}")
+    return faces
 
 
 def read_image(path: Path):
@@ -46,16 +59,18 @@ def read_image(path: Path):
 def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "auto",
                    seed: int = 0, steps: int | None = None, guidance: float | None = None,
                    top_k: int | None = None, strength: float | None = None,
-                   remove_background: bool = True):
+                   remove_background: bool = True, extract=None):
     """Run the PartRAG bundle or PartCrafter folder `model` on `image` and write the
     generation's files into `out` (outputs.write_generation); returns the Generation. None
-    means the default (top-k: the pipeline's, 0 without retrieval weights)."""
+    means the default (top-k: the pipeline's, 0 without retrieval weights; extract: the
+    pipeline's ExtractSettings)."""
     from engine.pipelines.outputs import write_generation
     from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, PartRAGPipeline,
                                           installed_library)
     from engine.training.loop import resolve_device
 
-    pipeline = PartRAGPipeline(model, resolve_device(device), library=installed_library(model))
+    pipeline = PartRAGPipeline(model, resolve_device(device), extract=extract,
+                               library=installed_library(model))
     generation = pipeline(
         image, parts, seed=seed, steps=steps or DEFAULT_STEPS,
         guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
@@ -66,6 +81,7 @@ def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from engine.pipelines.decode import ExtractSettings
     from engine.pipelines.image_prep import ImageError
 
     if not (args.model / "transformer").is_dir():
@@ -78,11 +94,14 @@ def run_generate(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"cannot read {args.image}: {error}", file=sys.stderr)
         return 2
+    extract = ExtractSettings()
+    if args.max_faces is not None or args.full_resolution:
+        extract.max_faces = args.max_faces  # None with --full-resolution: no decimation
     try:
         generation = generate_files(
             image, args.out, args.parts, model=args.model, device=args.device, seed=args.seed,
             steps=args.steps, guidance=args.guidance, top_k=args.top_k, strength=args.strength,
-            remove_background=not args.keep_background)
+            remove_background=not args.keep_background, extract=extract)
     except (ImageError, ValueError, FileNotFoundError) as error:
         print(f"generate: {error}", file=sys.stderr)
         return 2

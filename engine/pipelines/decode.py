@@ -1,6 +1,8 @@
 """Generated part latents -> part meshes as DESIGN.md wants them: each part's mesh in its
 local frame (origin at its bounding-box centre, object axes and scale) plus a rigid
-local -> object transform, and one mesh id (and one set of arrays) for near-identical parts."""
+local -> object transform, and one mesh id (and one set of arrays) for near-identical parts.
+By default each mesh is cleaned up for an artist (engine/geometry/cleanup.py): debris and
+cavity walls dropped, closed and at most `max_faces` triangles."""
 
 from __future__ import annotations
 
@@ -12,13 +14,17 @@ import torch
 from pykdtree.kdtree import KDTree
 
 from engine.eval.metrics import sample_surface
-from engine.geometry.extraction import extract_hierarchical
+from engine.geometry.cleanup import CleanMesh, clean_part
+from engine.geometry.extraction import DEFAULT_BOUNDS, ExtractedMesh, extract_hierarchical
+from engine.geometry.pieces import piece_areas
 from engine.models.vecset_vae import VecSetVAE
 
 DEFAULT_LIPSCHITZ = 50.0  # the decoder's logits are steep: see engine/eval/vae_eval.py
 SAME_MESH_TOLERANCE = 0.01  # two local meshes closer than this (symmetric mean distance) are one
 SAME_MESH_SAMPLES = 2048
+DEFAULT_MAX_FACES = 20_000  # per part: light in Blender; at 128^3 the surface moves << a cell
 PLACEHOLDER_GRID = 16  # where to put a placeholder for a part whose field has no surface
+BOX_FACE_TOLERANCE = 1e-5  # float32 grid points on the box's faces, far below any cell
 
 
 @dataclass
@@ -26,6 +32,8 @@ class ExtractSettings:
     resolution: int = 128  # about 0.5 s per part on one CPU thread with the shipped VAE
     coarse_resolution: int = 16
     lipschitz: float = DEFAULT_LIPSCHITZ
+    max_faces: int | None = DEFAULT_MAX_FACES  # per cleaned part; None: full resolution
+    clean: bool = True  # False: marching cubes' mesh as it is, to measure what the model makes
 
 
 @dataclass
@@ -35,6 +43,8 @@ class PartMesh:
     transform: np.ndarray  # (4, 4) float64, local -> object
     mesh_id: int
     empty: bool  # the field had no surface: a placeholder cube marks where it was lowest
+    pieces: int  # connected pieces of the mesh
+    debris_removed: float  # share of the raw mesh's area the clean-up dropped
 
 
 def placeholder_cube(field, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +58,24 @@ def placeholder_cube(field, device: torch.device) -> tuple[np.ndarray, np.ndarra
     faces = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
                       [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
     return centre + half * corners, faces
+
+
+def closed_at_box(field, bounds: float = DEFAULT_BOUNDS):
+    """The field, but outside on the faces of the extraction box, so that a part reaching
+    the box is closed about half a cell inside it instead of cut open there (|value| puts
+    the crossing about halfway to the grid points next to the face)."""
+    def closed(points: torch.Tensor) -> torch.Tensor:
+        values = field(points)
+        on_face = (points.abs() >= bounds - BOX_FACE_TOLERANCE).any(1)
+        return torch.where(on_face, values.abs(), values)
+    return closed
+
+
+def part_surface(mesh: ExtractedMesh, settings: ExtractSettings) -> CleanMesh:
+    """The part's mesh as the settings ask: cleaned up, or marching cubes' own."""
+    if settings.clean:
+        return clean_part(mesh.vertices, mesh.faces, settings.max_faces)
+    return CleanMesh(mesh.vertices, mesh.faces, len(piece_areas(mesh.vertices, mesh.faces)[1]), 0.0)
 
 
 def to_local(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +111,7 @@ def share_meshes(parts: list[PartMesh], seed: int = 0) -> None:
                      and not lead.empty and same_geometry(lead, part, rng)), None)
         if twin is not None:
             part.mesh_id, part.vertices, part.faces = twin.mesh_id, twin.vertices, twin.faces
+            part.pieces = twin.pieces
 
 
 @torch.no_grad()
@@ -96,12 +125,16 @@ def decode_parts(vae: VecSetVAE, latents: torch.Tensor, settings: ExtractSetting
         if check_cancelled is not None:
             check_cancelled()
         field = vae.field(latents[i:i + 1])  # latent self-attention once per part
+        if settings.clean:
+            field = closed_at_box(field)
         mesh = extract_hierarchical(field, settings.resolution, settings.coarse_resolution,
                                     device=device, lipschitz=settings.lipschitz)
         empty = len(mesh.faces) == 0
-        vertices, faces = placeholder_cube(field, device) if empty else (mesh.vertices, mesh.faces)
-        local, transform = to_local(vertices)
-        parts.append(PartMesh(local, np.ascontiguousarray(faces, dtype=np.int32), transform, i, empty))
+        surface = (CleanMesh(*placeholder_cube(field, device), pieces=1, debris_removed=0.0)
+                   if empty else part_surface(mesh, settings))
+        local, transform = to_local(surface.vertices)
+        parts.append(PartMesh(local, np.ascontiguousarray(surface.faces, dtype=np.int32),
+                              transform, i, empty, surface.pieces, surface.debris_removed))
         if progress is not None:
             progress((i + 1) / len(latents))
     share_meshes(parts)

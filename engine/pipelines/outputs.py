@@ -66,7 +66,9 @@ def write_generation(generation, out: Path, preview: bool = True) -> list[Path]:
     (out / "parts.json").write_text(json.dumps({
         "parts": [{"index": p.index, "label": p.label, "mesh_id": p.mesh_id,
                    "transform": p.transform.tolist(), "vertices": len(p.vertices),
-                   "faces": len(p.faces), "empty": p.empty, "file": f"part_{p.index:02d}.glb"}
+                   "faces": len(p.faces), "pieces": p.pieces,
+                   "debris_removed": p.debris_removed, "empty": p.empty,
+                   "file": f"part_{p.index:02d}.glb"}
                   for p in generation.parts],
         "timings": generation.timings, "params": generation.params}, indent=1))
     (out / "retrieved.json").write_text(json.dumps(generation.retrieved, indent=1))

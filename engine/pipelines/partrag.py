@@ -88,6 +88,8 @@ class GeneratedPart:
     index: int
     mesh_id: str
     empty: bool  # no surface was found; the mesh is a placeholder cube
+    pieces: int = 1  # connected pieces after the clean-up
+    debris_removed: float = 0.0  # share of the raw part's area the clean-up dropped
 
 
 @dataclass
@@ -230,7 +232,8 @@ class PartRAGPipeline:
         timings["decode"] = time.perf_counter() - clock
 
         labels = start_labels or self.labels(latents, label_hits)
-        out = [GeneratedPart(m.vertices, m.faces, m.transform, label, i, f"mesh{m.mesh_id}", m.empty)
+        out = [GeneratedPart(m.vertices, m.faces, m.transform, label, i, f"mesh{m.mesh_id}", m.empty,
+                             m.pieces, m.debris_removed)
                for i, (m, label) in enumerate(zip(meshes, labels))]
         timings["total"] = time.perf_counter() - started
         return Generation(out, [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,

@@ -59,6 +59,7 @@ RECIPES = {
         model=dict(num_attention_heads=4, width=256, num_layers=6, max_num_parts=8,
                    global_attn_block_ids=[0, 2, 4]),
         bank=dict(size=512, image_grid=2, tokens_per_part=4, max_parts=8),
+        paths=dict(bridge_fraction=0.5, bridge_strengths=(0.3, 0.7)),
         train=dict(steps=1200, batch_size=6, lr=3e-4, warmup_steps=60, weight_decay=0.01,
                    betas=(0.9, 0.999), ema_decay=0.999, val_every=100, val_batches=2,
                    checkpoint_every=50)),

@@ -40,6 +40,13 @@ class VAERecipe:
     # Initial bias of the posterior's log-variance: little sampling noise at the start, so
     # the decoder learns to read the latents before the KL spreads them (None: default init).
     logvar_init: float | None = None
+    # Std of Gaussian noise added to the sampled latents, uniform in [0, latent_noise] per
+    # example: latents a generator made slightly off the encoder's manifold then still
+    # decode to clean surfaces instead of specks.
+    latent_noise: float = 0.0
+    # Train the decoder only: the latent space, and every cache, library and generator made
+    # on it, stays valid.
+    decoder_only: bool = False
     geomseg: dict = field(default_factory=dict)  # GeomSegConfig overrides
     train: dict = field(default_factory=dict)  # TrainConfig overrides
 
@@ -55,6 +62,13 @@ RECIPES = {
                    embed_frequency=8),
         num_tokens=128, points=1024, queries=512, kl_weight=1e-3, logvar_init=-4.0,
         train=dict(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, val_every=100,
+                   val_batches=2, checkpoint_every=100)),
+    # Decoder-only fine-tune of a trained part VAE (--init): robust to generated latents,
+    # twice the supervised queries per part.
+    "robust": VAERecipe(
+        model={}, num_tokens=128, points=1024, queries=1024, kl_weight=1e-3, latent_noise=0.8,
+        decoder_only=True,
+        train=dict(steps=1200, batch_size=32, lr=3e-4, warmup_steps=50, val_every=100,
                    val_batches=2, checkpoint_every=100)),
     # For tests and smoke runs: seconds per hundred steps.
     "tiny": VAERecipe(
@@ -78,11 +92,15 @@ def kl_divergence(posterior) -> torch.Tensor:
                   - posterior.logvar).mean()
 
 
-def part_vae_losses(vae: VecSetVAE, batch: dict, num_tokens: int,
-                    kl_weight: float) -> dict[str, torch.Tensor]:
+def part_vae_losses(vae: VecSetVAE, batch: dict, num_tokens: int, kl_weight: float,
+                    latent_noise: float = 0.0) -> dict[str, torch.Tensor]:
     """Occupancy BCE (the decoder's logits are negated: negative inside) + weighted KL."""
     posterior = vae.encode(batch["points"], num_tokens)
-    logits = -vae.decode(posterior.sample(), batch["queries"]).squeeze(-1)
+    latents = posterior.sample()
+    if latent_noise:
+        scale = torch.rand(latents.shape[0], 1, 1, device=latents.device) * latent_noise
+        latents = latents + scale * torch.randn_like(latents)
+    logits = -vae.decode(latents, batch["queries"]).squeeze(-1)
     recon = F.binary_cross_entropy_with_logits(logits, batch["occupancy"])
     kl = kl_divergence(posterior)
     return {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl}
@@ -114,8 +132,12 @@ def make_task(kind: str, recipe: VAERecipe, train_examples: VAEExamples,
         if recipe.logvar_init is not None:
             with torch.no_grad():
                 vae.quant.bias[vae.config.latent_channels:] = recipe.logvar_init
+    if recipe.decoder_only:
+        for module in (vae.embedder, vae.encoder, vae.quant):
+            module.requires_grad_(False)
     if kind == "part":
-        return VAETask(vae, lambda m, b: part_vae_losses(m, b, recipe.num_tokens, recipe.kl_weight),
+        return VAETask(vae, lambda m, b: part_vae_losses(m, b, recipe.num_tokens, recipe.kl_weight,
+                                                         recipe.latent_noise),
                        lambda rng: train_examples.part_batch(rng, batch_size),
                        lambda rng: val_examples.part_batch(rng, batch_size))
     from engine.models.geomseg_vae import GeomSegVAE
