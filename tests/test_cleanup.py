@@ -68,6 +68,7 @@ def test_specks_go_and_the_sphere_stays():
     assert np.abs(radii(clean.vertices) - 0.6).max() < 0.01
     specks = 0.06 ** 2 + 0.05 ** 2 + 0.07 ** 2  # areas go with the radius squared
     assert clean.debris_removed == pytest.approx(specks / (specks + 0.6 ** 2), rel=0.1)
+    assert clean.raw_debris == pytest.approx(clean.debris_removed)  # every speck is below 2 %
     assert_closed_and_outward(clean.vertices, clean.faces)
 
 

@@ -16,8 +16,9 @@ def add_generation(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--data", type=Path, default=Path("data/parts"), help="dataset folder")
     gen.add_argument("--model", type=Path, default=Path("models/partrag"), help="PartRAG bundle")
     gen.add_argument("--limit", type=int, help="first N objects of the split")
-    gen.add_argument("--top-k", type=int, nargs="+", default=[0, 1, 3, 5],
-                     help="retrieval settings to evaluate (0: no retrieval)")
+    gen.add_argument("--top-k", type=int, nargs="*", default=[0, 1, 3, 5],
+                     help="retrieval settings sampled from noise (0: no retrieval; none: only "
+                     "the retrieval-initialised rows)")
     gen.add_argument("--strength", type=float, nargs="*", default=None,
                      help="start σ of the retrieval-initialised top-3 rows (default the "
                           "pipeline's; needs the library beside the bundle)")
@@ -73,6 +74,7 @@ def add_diagnose(sub: argparse._SubParsersAction) -> None:
                       "and swept")
     diag.add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.3, 0.5],
                       help="start σ of denoise-from-truth")
+    diag.add_argument("--sweep-limit", type=int, default=6, help="objects of the sweep")
     diag.add_argument("--sweep-strengths", type=float, nargs="*", default=[0.2, 0.5, 0.8])
     diag.add_argument("--sweep-guidance", type=float, nargs="*", default=[1.0, 3.0, 7.0])
     diag.add_argument("--samples", type=int, default=50_000, help="surface samples for CD/F")
@@ -125,6 +127,13 @@ def run_diagnose(args: argparse.Namespace) -> int:
               "| flow loss | " + " | ".join(f"{r['flow_loss']:.3f}"
                                            for r in report["flow_loss_by_sigma"]) + " |", ""]
 
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def flush() -> None:  # each section is written as soon as it is measured
+        (args.out / "diagnosis.md").write_text("\n".join(lines) + "\n")
+        (args.out / "diagnosis.json").write_text(json.dumps(report, indent=1))
+
+    flush()
     folders = object_folders(args.data, args.split, args.limit)
     rows = diagnosis.denoise_from_truth(pipeline, folders, [o.latents for o in objects[args.split]],
                                         tuple(args.sigmas), DEFAULT_STEPS, DEFAULT_GUIDANCE,
@@ -137,16 +146,17 @@ def run_diagnose(args: argparse.Namespace) -> int:
               "| start | CD ↓ | F@0.1 ↑ | debris ↓ | empty parts |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['row']} | {r['chamfer']:.4f} | {r['fscore']:.4f} | {r['debris']:.2%} | "
               f"{r['empty_parts']} |" for r in report["denoise_from_truth"]["table"]]
+    flush()
 
     sweep = []
     for guidance in args.sweep_guidance:
         rows, _ = evaluate_generation(pipeline, args.data, args.split,
                                       Settings(DEFAULT_STEPS, guidance, samples=args.samples),
-                                      (), tuple(args.sweep_strengths), args.limit, keep=0)
-        for r in summarise(rows, args.data, args.split, args.limit)[1:]:
+                                      (), tuple(args.sweep_strengths), args.sweep_limit, keep=0)
+        for r in summarise(rows, args.data, args.split, args.sweep_limit)[1:]:
             sweep.append({"guidance": guidance, **r})
     report["sweep"] = sweep
-    lines += ["", f"σ0 × guidance ({len(folders)} {args.split} objects, top-3 retrieval-"
+    lines += ["", f"σ0 × guidance ({args.sweep_limit} {args.split} objects, top-3 retrieval-"
               f"initialised, {DEFAULT_STEPS} steps; CD / F@0.1 / debris):", "",
               "| guidance | " + " | ".join(dict.fromkeys(r["row"] for r in sweep)) + " |",
               "| --- " * (1 + len(dict.fromkeys(r["row"] for r in sweep))) + "|"]
@@ -154,9 +164,6 @@ def run_diagnose(args: argparse.Namespace) -> int:
         mine = [r for r in sweep if r["guidance"] == guidance]
         lines.append(f"| {guidance:g} | " + " | ".join(
             f"{r['chamfer']:.4f} / {r['fscore']:.3f} / {r['debris']:.2%}" for r in mine) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "diagnosis.md").write_text(text)
-    (args.out / "diagnosis.json").write_text(json.dumps(report, indent=1))
+    flush()
+    print("\n".join(lines))
     return 0

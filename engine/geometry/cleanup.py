@@ -18,7 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from engine.geometry.extraction import decimate
-from engine.geometry.pieces import DEBRIS_SHARE, piece_areas
+from engine.geometry.pieces import DEBRIS_SHARE, debris_share, piece_areas
 
 # A piece other than the largest stays only if it also has this share of the largest
 # piece's area. Separate pieces of one part come in comparable sizes (in the shipped
@@ -33,6 +33,7 @@ class CleanMesh:
     faces: np.ndarray  # (F, 3) int32, counter-clockwise seen from outside
     pieces: int  # connected pieces
     debris_removed: float  # share of the input's area dropped: debris and cavity walls
+    raw_debris: float  # the input's share of area in pieces below DEBRIS_SHARE: what the model made
 
 
 def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +174,7 @@ def clean_part(vertices: np.ndarray, faces: np.ndarray, max_faces: int | None) -
     """A part's marching-cubes mesh -> its kept pieces, decimated to at most `max_faces`
     (None: full resolution). A closed input stays closed."""
     vertices, faces = weld(np.asarray(vertices, np.float32), np.asarray(faces, np.int32))
+    raw_debris = debris_share(vertices, faces)
     faces, pieces, dropped = keep_pieces(vertices, faces)
     if max_faces is not None and len(faces) > max_faces:
         vertices, faces = decimate(*compact(vertices, faces), max_faces)
@@ -180,4 +182,4 @@ def clean_part(vertices: np.ndarray, faces: np.ndarray, max_faces: int | None) -
         # Collapses can cut a piece in two: drop only the specks and inside-out bits.
         faces, pieces, more = keep_pieces(vertices, faces, share_of_largest=0.0)
         dropped += (1 - dropped) * more
-    return CleanMesh(*compact(vertices, faces), pieces, dropped)
+    return CleanMesh(*compact(vertices, faces), pieces, dropped, raw_debris)

@@ -16,7 +16,7 @@ from pykdtree.kdtree import KDTree
 from engine.eval.metrics import sample_surface
 from engine.geometry.cleanup import CleanMesh, clean_part
 from engine.geometry.extraction import DEFAULT_BOUNDS, ExtractedMesh, extract_hierarchical
-from engine.geometry.pieces import piece_areas
+from engine.geometry.pieces import debris_share, piece_areas
 from engine.models.vecset_vae import VecSetVAE
 
 DEFAULT_LIPSCHITZ = 50.0  # the decoder's logits are steep: see engine/eval/vae_eval.py
@@ -45,6 +45,7 @@ class PartMesh:
     empty: bool  # the field had no surface: a placeholder cube marks where it was lowest
     pieces: int  # connected pieces of the mesh
     debris_removed: float  # share of the raw mesh's area the clean-up dropped
+    raw_debris: float  # the raw mesh's share of area in pieces below 2 % of the part
 
 
 def placeholder_cube(field, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +76,8 @@ def part_surface(mesh: ExtractedMesh, settings: ExtractSettings) -> CleanMesh:
     """The part's mesh as the settings ask: cleaned up, or marching cubes' own."""
     if settings.clean:
         return clean_part(mesh.vertices, mesh.faces, settings.max_faces)
-    return CleanMesh(mesh.vertices, mesh.faces, len(piece_areas(mesh.vertices, mesh.faces)[1]), 0.0)
+    return CleanMesh(mesh.vertices, mesh.faces, len(piece_areas(mesh.vertices, mesh.faces)[1]), 0.0,
+                     debris_share(mesh.vertices, mesh.faces))
 
 
 def to_local(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,11 +132,13 @@ def decode_parts(vae: VecSetVAE, latents: torch.Tensor, settings: ExtractSetting
         mesh = extract_hierarchical(field, settings.resolution, settings.coarse_resolution,
                                     device=device, lipschitz=settings.lipschitz)
         empty = len(mesh.faces) == 0
-        surface = (CleanMesh(*placeholder_cube(field, device), pieces=1, debris_removed=0.0)
+        surface = (CleanMesh(*placeholder_cube(field, device), pieces=1, debris_removed=0.0,
+                             raw_debris=0.0)
                    if empty else part_surface(mesh, settings))
         local, transform = to_local(surface.vertices)
         parts.append(PartMesh(local, np.ascontiguousarray(surface.faces, dtype=np.int32),
-                              transform, i, empty, surface.pieces, surface.debris_removed))
+                              transform, i, empty, surface.pieces, surface.debris_removed,
+                              surface.raw_debris))
         if progress is not None:
             progress((i + 1) / len(latents))
     share_meshes(parts)

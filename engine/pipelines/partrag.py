@@ -90,6 +90,7 @@ class GeneratedPart:
     empty: bool  # no surface was found; the mesh is a placeholder cube
     pieces: int = 1  # connected pieces after the clean-up
     debris_removed: float = 0.0  # share of the raw part's area the clean-up dropped
+    raw_debris: float = 0.0  # the raw part's area in pieces below 2 % of it (eval figure)
 
 
 @dataclass
@@ -233,7 +234,7 @@ class PartRAGPipeline:
 
         labels = start_labels or self.labels(latents, label_hits)
         out = [GeneratedPart(m.vertices, m.faces, m.transform, label, i, f"mesh{m.mesh_id}", m.empty,
-                             m.pieces, m.debris_removed)
+                             m.pieces, m.debris_removed, m.raw_debris)
                for i, (m, label) in enumerate(zip(meshes, labels))]
         timings["total"] = time.perf_counter() - started
         return Generation(out, [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
