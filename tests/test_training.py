@@ -194,3 +194,26 @@ def test_recipes_load_by_name_or_json_file(tmp_path):
         load_recipe(str(path), RECIPES)
     with pytest.raises(FileNotFoundError, match="neither"):
         load_recipe("huge", RECIPES)
+
+
+def test_decoder_only_fine_tune_keeps_the_latent_space(tmp_path):
+    """A 'robust' fine-tune trains the decoder on noisy latents and leaves the encoder (the
+    latent space every cache, library and generator was made on) bit-for-bit unchanged."""
+    from dataclasses import replace
+
+    vae = tiny_vae()
+    vae.save_pretrained(tmp_path / "start")
+    recipe = replace(TINY, decoder_only=True, latent_noise=0.5, num_tokens=8)
+    task = make_task("part", recipe, None, None, 2, tmp_path / "start")
+    result = train(task.model, task.losses, sphere_batch, sphere_batch, CONFIG, tmp_path / "run",
+                   device="cpu", progress=False)
+    before, after = VecSetVAE.from_pretrained(tmp_path / "start").state_dict(), result.ema.state_dict()
+    for name in before:
+        changed = not torch.equal(before[name].float(), after[name].float())
+        assert changed == name.startswith(("post_quant", "decoder")), name
+    # The noise reaches the decoder: the same batch gives different losses.
+    batch = sphere_batch(np.random.default_rng(0))
+    torch.manual_seed(0)
+    first = part_vae_losses(vae, batch, 8, 1e-3, latent_noise=2.0)["recon"]
+    torch.manual_seed(1)
+    assert part_vae_losses(vae, batch, 8, 1e-3, latent_noise=2.0)["recon"] != first
