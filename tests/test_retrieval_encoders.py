@@ -6,8 +6,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from engine.retrieval.encoders import (EncoderUnavailable, coverage, foreground, load_encoder,
-                                       pool, to_rgb)
+from engine.retrieval.encoders import (EncoderUnavailable, coverage, load_encoder, pool,
+                                       to_rgb)
 from engine.retrieval.efficientnet_lite import pretrained_lite0
 
 torch.set_num_threads(1)
@@ -47,13 +47,11 @@ def test_default_encoder_gives_tokens_on_a_grid_and_a_pooled_vector(default_enco
     assert unit[0] @ unit[2] > unit[0] @ unit[1] + 0.1
 
 
-def test_rgba_is_composited_over_white_and_foreground_comes_from_alpha():
+def test_rgba_is_composited_over_white():
     rgba = np.zeros((4, 6, 4), dtype=np.uint8)
     rgba[1:3, 2:4] = [10, 20, 30, 255]
     rgb = to_rgb(rgba)
     assert (rgb[0, 0] == 255).all() and (rgb[1, 2] == [10, 20, 30]).all()
-    assert foreground(rgba).sum() == 4
-    assert foreground(rgb).all()
     with pytest.raises(ValueError, match="uint8"):
         to_rgb(rgba.astype(np.float32))
 

@@ -11,12 +11,13 @@ from engine.cli import main
 from engine.retrieval.builder import build_library
 from engine.retrieval.compact import STEPS, decode_rgba, encode_rgba, pack_meshes, unpack_mesh
 from engine.retrieval.encoders import load_encoder
+from engine.retrieval.evaluate import Query, query_vectors
 from engine.retrieval.hcr import HCR, HCRConfig
 from engine.retrieval.importers import import_asset, part_name
 from engine.retrieval.index import VectorIndex
 from engine.retrieval.library import INDEX_NAME, LibraryError, PartLibrary, write_library
-from engine.retrieval.search import Searcher
-from engine.retrieval.selection import coverage, spherical_kmeans_medoids
+from engine.retrieval.search import HCR_OBJECT_WEIGHT, Searcher
+from engine.retrieval.selection import coverage, normalise, spherical_kmeans_medoids
 from engine.retrieval.shape import PartEncoder
 from retrieval_data import SPLITS, write_rendered_dataset, write_tiny_vae
 
@@ -230,6 +231,31 @@ def test_hcr_space_searches_the_libraries_latents(built):
     wrong = HCR(HCRConfig(latent_dim=5))
     with pytest.raises(LibraryError, match="latent channels"):
         Searcher(library, encoder, wrong)
+
+
+def test_hcr_object_queries_pool_as_training_and_blend_the_encoders_cosine(built):
+    _, _, folder, encoder, _ = built
+    library = PartLibrary.load(folder)
+    retriever = HCR(HCRConfig(token_dim=1280, latent_dim=4, embed_dim=8, hidden_dim=16,
+                              part_queries=3, attention_dim=8)).eval()
+    hcr, plain = Searcher(library, encoder, retriever), Searcher(library, encoder)
+    rgba, mask = library.view(1, 0)
+    # Training's x_obj is the mean of the mask-pooled parts; without masks, the mean of the
+    # part queries' pooled tokens (not the foreground's tokens).
+    _, pooled = retriever.part_queries(encoder.encode([rgba]).tokens)
+    image = retriever.embed("object", "image", pooled.mean(1))
+    shapes = retriever.embed("object", "shape", torch.from_numpy(library.shape_features("object")))
+    cos_hcr = (image @ shapes.T)[0].numpy()
+    cos_plain = normalise(plain.vectors("object")) @ normalise(plain.image_vector(rgba))
+    query, assets = hcr.image_vector(rgba), hcr.vectors("object")
+    w = HCR_OBJECT_WEIGHT
+    np.testing.assert_allclose(assets @ query, w * cos_hcr + (1 - w) * cos_plain, atol=1e-3)
+    hits = hcr.by_image(rgba, 4)
+    np.testing.assert_allclose([h.score for h in hits], np.sort(assets @ query)[::-1], atol=1e-3)
+    # The figures of `eval retrieval` come from the same query vector.
+    labels = library.assets[1]["labels"]
+    evaluated = query_vectors(hcr, encoder, Query("", labels, rgba, mask, library.ids[1]))[0]
+    np.testing.assert_allclose(evaluated, query, atol=1e-6)
 
 
 def write_glb(path):

@@ -91,7 +91,9 @@ def test_run_folder_is_not_overwritten_and_config_is_checked(tmp_path):
     with pytest.raises(FileExistsError):
         run(tmp_path)
     with pytest.raises(ValueError, match="another config"):
-        run(tmp_path, resume=True)
+        run(tmp_path, TrainConfig(**{**CONFIG.__dict__, "steps": 2, "lr": 5e-4}), resume=True)
+    # Only the length may change on resume: the run continues to the new total.
+    assert run(tmp_path, resume=True).step == CONFIG.steps
 
 
 def test_log_and_loss_curves_are_written(tmp_path):

@@ -87,16 +87,6 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return np.round(rgb).astype(np.uint8)
 
 
-def foreground(image: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the alpha channel's opaque pixels, or everything for RGB images."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 4:
-        mask = image[..., 3] >= 128
-        if mask.any():
-            return mask
-    return np.ones(image.shape[:2], dtype=bool)
-
-
 def coverage(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     """Boolean masks (N, H, W) in image pixels -> (N, rows·cols) fraction of each token's
     cell that every mask covers (square padding as the images get)."""

@@ -9,7 +9,9 @@ split queries the library.
   = fraction of the top-5 parts whose label is one of the query object's labels.
 
 One row per search space: each encoder the library holds embeddings of, and the retriever's
-space (its encoder's features through the HCR heads, against the library's 3D latents).
+space (its encoder's features through the HCR heads, against the library's 3D latents; at the
+object level blended with the encoder's own cosine, search.joint_object). Queries are
+formed by the searcher's own functions, so the figures are those of `library search`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.data.vae_data import split_names
-from engine.retrieval.encoders import ImageEncoder, coverage, foreground, pool
+from engine.retrieval.encoders import ImageEncoder, coverage, pool
 from engine.retrieval.index import VectorIndex
 from engine.retrieval.library import PartLibrary
 from engine.retrieval.search import Searcher, merge_hits
@@ -53,20 +55,18 @@ def load_queries(data: Path, split: str, limit: int | None) -> list[Query]:
 
 
 def query_vectors(searcher: Searcher, encoder: ImageEncoder, query: Query):
-    """Object vector, per visible part (index, vector), and the learned part-query vectors
-    (HCR only), from one encoding of the image."""
+    """Object vector (the searcher's own), per visible part (index, vector), and the learned
+    part-query vectors (HCR only), from one encoding of the image."""
     encoded = encoder.encode([query.image])
-    tokens = encoded.tokens[0]
+    whole = searcher.object_vector(encoded)
     hcr = searcher.retriever
     masks = part_masks(query.mask, len(query.labels))
     shown = [k for k in range(len(masks)) if masks[k].any()]
-    parts = pool(tokens, coverage(masks[shown], encoded.grid))
+    parts = pool(encoded.tokens[0], coverage(masks[shown], encoded.grid))
     if hcr is None:
-        return encoded.pooled[0].numpy(), shown, parts.numpy(), None
-    whole = pool(tokens, coverage(foreground(query.image)[None], encoded.grid))
+        return whole, shown, parts.numpy(), None
     _, pooled = hcr.part_queries(encoded.tokens)
-    return (hcr.embed("object", "image", whole)[0].numpy(), shown,
-            hcr.embed("part", "image", parts).numpy(),
+    return (whole, shown, hcr.embed("part", "image", parts).numpy(),
             hcr.embed("part", "image", pooled[0]).numpy())
 
 

@@ -159,7 +159,10 @@ def save_checkpoint(path: Path, model: nn.Module, ema: EMA, optimizer, step: int
 def load_checkpoint(path: Path, model: nn.Module, ema: EMA, optimizer,
                     config: TrainConfig) -> tuple[int, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    saved = TrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"])})
+    # --steps may change on resume (a run cut short or lengthened to fit a session); the
+    # learning-rate schedule then follows the new total. Anything else must match.
+    saved = TrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"]),
+                           "steps": config.steps})
     if saved != config:
         changed = {k: (v, getattr(config, k)) for k, v in asdict(saved).items()
                    if getattr(config, k) != v and not (k == "betas" and tuple(v) == config.betas)}
