@@ -115,3 +115,13 @@ def test_part_overlap_iou_of_many_piece_parts_matches_one_piece_per_voxelisation
         union |= M.voxelize_solid(s.vertices, s.faces)
     solid = M.voxelize_solid(whole.vertices, whole.faces)
     assert np.count_nonzero(solid & union) / np.count_nonzero(solid | union) > 0.97  # 0.981
+
+
+def test_a_part_thinner_than_every_voxel_column_is_its_surface_voxels():
+    """No column centre crosses a tiny cube (a placeholder part): no interior, only the
+    voxels its surface samples fall in."""
+    import trimesh
+
+    cube = trimesh.creation.box(extents=[0.01] * 3).apply_translation([0.031, 0.031, 0.0])
+    occ = M.voxelize_solid(cube.vertices, cube.faces)
+    assert 1 <= np.count_nonzero(occ) <= 8

@@ -128,7 +128,7 @@ def voxelize_solid(vertices: np.ndarray, faces: np.ndarray, grid: int = IOU_GRID
         # hundreds of pieces; one int per piece and voxel cost seconds and gigabytes).
         _, key = np.unique(comp[t], return_inverse=True)
         key = key.ravel()
-        for first in range(0, int(key.max()) + 1, 64):
+        for first in range(0, int(key.max(initial=-1)) + 1, 64):  # no crossing: no pieces
             mine = (key >= first) & (key < first + 64)
             flips = np.zeros((grid, grid, grid + 1), dtype=np.uint64)
             np.bitwise_xor.at(flips, (ix[mine], iy[mine], iz[mine]),
