@@ -12,7 +12,7 @@ from PIL import Image
 
 from addon_harness import EngineProcess, addon, empty_scene, prefs, scene_snapshot  # noqa: F401
 from bridge_harness import watchdog  # noqa: F401
-from engine.pipelines.partrag import DEFAULT_GUIDANCE, DEFAULT_STRENGTH, DEFAULT_TOP_K
+from engine.pipelines.partrag import DEFAULT_STRENGTH, DEFAULT_TOP_K, REFERENCE_GUIDANCE
 from engine.retrieval.library import PartLibrary
 from partrag_world import build_world, install_models, reference_image
 
@@ -70,7 +70,7 @@ def check_asset(addon, root, result, library):
 
     parameters = json.loads(root["partsmith_parameters"])
     assert parameters == {**parameters, "model": "partrag", "parts": PARTS, "seed": 0,
-                          "steps": 1, "top_k": DEFAULT_TOP_K, "guidance": DEFAULT_GUIDANCE,
+                          "steps": 1, "top_k": DEFAULT_TOP_K, "guidance": REFERENCE_GUIDANCE,
                           "strength": DEFAULT_STRENGTH, "image": "chair.png"}
 
 

@@ -145,6 +145,29 @@ def test_bundle_declares_the_latent_standardisation_it_was_trained_with(world, p
     assert LatentScale().normalise(x) is x  # a public VAE without statistics: unscaled
 
 
+def test_bundle_guidance_default_is_declared_by_its_scheduler(world, tmp_path):
+    """The pipeline resolves guidance: the bundle's scheduler/ `default_guidance` (the shipped
+    CPU model declares 1), else the public checkpoints' 7 (a PartCrafter folder)."""
+    import shutil
+
+    from engine.models.flow_sampler import GUIDANCE_KEY
+    from engine.pipelines.partrag import REFERENCE_GUIDANCE
+
+    plain = PartRAGPipeline(world["bundle"], extract=FAST)
+    assert plain.default_guidance == REFERENCE_GUIDANCE
+    bundle = tmp_path / "bundle"
+    shutil.copytree(world["bundle"], bundle)
+    config = json.loads((bundle / "scheduler" / "scheduler_config.json").read_text())
+    (bundle / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps({**config, GUIDANCE_KEY: 1.0}))
+    declared = PartRAGPipeline(bundle, extract=FAST)
+    image = reference_image(world)
+    assert declared.default_guidance == 1.0
+    assert declared(image, 2, steps=1).params["guidance"] == 1.0
+    assert declared(image, 2, steps=1, guidance=3.0).params["guidance"] == 3.0
+    assert RECIPES["small"].guidance == 1.0 and RECIPES["tiny"].guidance is None
+
+
 # ------------------------------------------------------------------ training
 
 

@@ -35,14 +35,14 @@ def add_generation(sub: argparse._SubParsersAction) -> None:
 def run_eval_generation(args: argparse.Namespace) -> int:
     from engine.eval.generation import (Settings, evaluate_generation, markdown_table,
                                         summarise, write_picture)
-    from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH,
-                                          PartRAGPipeline, installed_library)
+    from engine.pipelines.partrag import (DEFAULT_STEPS, DEFAULT_STRENGTH, PartRAGPipeline,
+                                          installed_library)
     from engine.training.loop import resolve_device
 
     pipeline = PartRAGPipeline(args.model, resolve_device(args.device),
                                library=installed_library(args.model))
     settings = Settings(args.steps or DEFAULT_STEPS,
-                        DEFAULT_GUIDANCE if args.guidance is None else args.guidance,
+                        pipeline.default_guidance if args.guidance is None else args.guidance,
                         samples=args.samples)
     rows, kept = evaluate_generation(pipeline, args.data, args.split, settings,
                                      tuple(args.top_k),
@@ -91,8 +91,8 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from engine.eval import generator_diagnosis as diagnosis
     from engine.eval.generation import Settings, evaluate_generation, summarise
     from engine.eval.vae_eval import object_folders
-    from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_TOP_K,
-                                          PartRAGPipeline, installed_library)
+    from engine.pipelines.partrag import (DEFAULT_STEPS, DEFAULT_TOP_K, PartRAGPipeline,
+                                          installed_library)
     from engine.training import dit_data
     from engine.training.dit import load_bundle_model
 
@@ -136,12 +136,12 @@ def run_diagnose(args: argparse.Namespace) -> int:
     flush()
     folders = object_folders(args.data, args.split, args.limit)
     rows = diagnosis.denoise_from_truth(pipeline, folders, [o.latents for o in objects[args.split]],
-                                        tuple(args.sigmas), DEFAULT_STEPS, DEFAULT_GUIDANCE,
+                                        tuple(args.sigmas), DEFAULT_STEPS, pipeline.default_guidance,
                                         DEFAULT_TOP_K, args.samples)
     report["denoise_from_truth"] = {"objects": rows, "table": diagnosis.mean_rows(rows)}
     gt_debris = float(np.mean([r["gt_debris"] for r in rows if "gt_debris" in r]))
     lines += [f"Denoise from truth ({len(folders)} {args.split} objects, {DEFAULT_STEPS} steps, "
-              f"guidance {DEFAULT_GUIDANCE:g}, top-{DEFAULT_TOP_K}, {args.samples:,} samples; "
+              f"guidance {pipeline.default_guidance:g}, top-{DEFAULT_TOP_K}, {args.samples:,} samples; "
               f"ground-truth debris {gt_debris:.2%}):", "",
               "| start | CD ↓ | F@0.1 ↑ | debris ↓ | empty parts |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['row']} | {r['chamfer']:.4f} | {r['fscore']:.4f} | {r['debris']:.2%} | "

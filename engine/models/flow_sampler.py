@@ -25,6 +25,8 @@ from engine.models.dual_lane_dit import part_counts
 
 CONFIG_NAME = "scheduler_config.json"
 CLASS_NAME = "RectifiedFlowScheduler"  # written on save so the reference code can load it
+# Extra key of scheduler_config.json: the guidance scale a bundle was measured best with.
+GUIDANCE_KEY = "default_guidance"
 
 # (latents, timestep per row, context, num_parts) -> v; a DualLaneDiT is one
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, help="retrieved exemplars (default 3, or 0 for a "
                         "folder without retrieval weights such as PartCrafter's; 0: none)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 12)")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the bundle's; 7 for public PartCrafter weights)")
     parser.add_argument("--strength", type=float,
                         help="start σ when sampling from the retrieved parts (default 0.5 with "
                              "retrieval and the library installed; 1: from pure noise)")
@@ -65,16 +65,14 @@ def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "
     means the default (top-k: the pipeline's, 0 without retrieval weights; extract: the
     pipeline's ExtractSettings)."""
     from engine.pipelines.outputs import write_generation
-    from engine.pipelines.partrag import (DEFAULT_GUIDANCE, DEFAULT_STEPS, PartRAGPipeline,
-                                          installed_library)
+    from engine.pipelines.partrag import DEFAULT_STEPS, PartRAGPipeline, installed_library
     from engine.training.loop import resolve_device
 
     pipeline = PartRAGPipeline(model, resolve_device(device), extract=extract,
                                library=installed_library(model))
     generation = pipeline(
         image, parts, seed=seed, steps=steps or DEFAULT_STEPS,
-        guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
-        top_k=top_k, strength=strength,
+        guidance=guidance, top_k=top_k, strength=strength,
         remove_background=remove_background)
     write_generation(generation, out)
     return generation

@@ -35,7 +35,7 @@ import torch
 
 from engine.eval.vae_eval import encoding_sizes
 from engine.models.dual_lane_dit import DualLaneDiT
-from engine.models.flow_sampler import FlowSampler, initial_noise
+from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler, initial_noise
 from engine.models.latent_scale import LatentScale
 from engine.models.rag_context import RetrievalContext, fuse_context, per_part_rows
 from engine.models.vecset_vae import VecSetVAE
@@ -47,7 +47,11 @@ from engine.pipelines.library_bank import library_fingerprint
 from engine.retrieval.library import PartLibrary
 
 # 12 Euler steps (the reference takes 50) keep an 8-part object near 10 s on 2 CPU cores.
-DEFAULT_TOP_K, DEFAULT_STEPS, DEFAULT_GUIDANCE = 3, 12, 7.0
+DEFAULT_TOP_K, DEFAULT_STEPS = 3, 12
+# Guidance: the bundle's own (scheduler_config.json `default_guidance`, written by training's
+# export), else the public checkpoints' 7. The shipped CPU-trained generator declares 1: with
+# stronger guidance its samples overshoot the latents' scale (docs/results.md).
+REFERENCE_GUIDANCE = 7.0
 DEFAULT_STRENGTH = 0.5  # start σ of retrieval-initialised sampling (docs/results.md)
 LABEL_NEIGHBOURS = 3  # assets whose parts label the output when k = 0
 RETRIEVAL_SETTINGS = "retrieval.json"
@@ -140,6 +144,10 @@ class PartRAGPipeline:
         return self.transformer.config.max_num_parts
 
     @property
+    def default_guidance(self) -> float:
+        return float(self.sampler.extra_config.get(GUIDANCE_KEY, REFERENCE_GUIDANCE))
+
+    @property
     def default_top_k(self) -> int:
         """DEFAULT_TOP_K when the folder can retrieve, else 0 (a public PartCrafter folder)."""
         return DEFAULT_TOP_K if self.rag is not None and self.bank is not None else 0
@@ -169,15 +177,17 @@ class PartRAGPipeline:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, parts: int, *, steps: int = DEFAULT_STEPS,
-                 guidance: float = DEFAULT_GUIDANCE, seed: int = 0, top_k: int | None = None,
+                 guidance: float | None = None, seed: int = 0, top_k: int | None = None,
                  strength: float | None = None, remove_background: bool = True,
                  exclude: str | None = None, start: torch.Tensor | None = None,
                  progress: Callable[[str, float], None] | None = None,
                  check_cancelled: Callable[[], None] | None = None) -> Generation:
-        """`top_k` None: `default_top_k`. `strength` None: DEFAULT_STRENGTH when retrieval can
+        """`guidance` None: `default_guidance`. `top_k` None: `default_top_k`. `strength` None: DEFAULT_STRENGTH when retrieval can
         initialise sampling (k > 0 and a library), else 1. `exclude` keeps one asset id out
         of retrieval. `start` (parts, T, C) replaces the retrieved start latents of a
         strength below 1 (e.g. an object's own latents, to measure denoising from the truth)."""
+        if guidance is None:
+            guidance = self.default_guidance
         if top_k is None:
             top_k = self.default_top_k
         if strength is None:

@@ -37,7 +37,7 @@ class PartRAGService:
             return self._pipeline
 
     def __call__(self, request: pipelines.Request, progress, cancelled) -> Result:
-        from engine.pipelines.partrag import DEFAULT_GUIDANCE, DEFAULT_STEPS
+        from engine.pipelines.partrag import DEFAULT_STEPS
 
         progress("load", 0.0)
         pipeline = self.pipeline()
@@ -50,8 +50,8 @@ class PartRAGService:
         generation = pipeline(
             request.image, params["parts"] or DEFAULT_PARTS,
             steps=params["steps"] or DEFAULT_STEPS,
-            guidance=DEFAULT_GUIDANCE if params["guidance"] is None else params["guidance"],
-            seed=params["seed"], top_k=params["top_k"],  # None: the pipeline's default
+            guidance=params["guidance"], seed=params["seed"],
+            top_k=params["top_k"],  # None (guidance, top-k): the pipeline's default
             progress=progress, check_cancelled=check_cancelled)
         parts = [Part(p.vertices, p.faces, p.transform, p.label, p.index, p.mesh_id)
                  for p in generation.parts]

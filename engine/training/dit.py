@@ -28,7 +28,7 @@ from engine.models.checkpoint import read_config, write_config
 from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
 from engine.models.latent_scale import LatentScale
 from engine.models.vecset_vae import VecSetVAE
-from engine.models.flow_sampler import FlowSampler
+from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
 from engine.training import dit_data, model_card, recipes
@@ -46,6 +46,9 @@ class DiTRecipe:
     max_k: int = 5  # exemplars per object in training: k uniform in 0..max_k
     condition_dropout: float = 0.1
     paths: dict = field(default_factory=dict)  # dit_data.PathOptions overrides
+    # Guidance the bundle recommends (its scheduler/ default_guidance; None: the pipeline's
+    # reference 7), chosen by measuring the trained model (docs/results.md).
+    guidance: float | None = None
     hcr: dict = field(default_factory=dict)  # HCRConfig overrides (stage 2)
     train: dict = field(default_factory=dict)  # TrainConfig overrides
 
@@ -59,7 +62,7 @@ RECIPES = {
         model=dict(num_attention_heads=4, width=256, num_layers=6, max_num_parts=8,
                    global_attn_block_ids=[0, 2, 4]),
         bank=dict(size=512, image_grid=2, tokens_per_part=4, max_parts=8),
-        paths=dict(bridge_fraction=0.5, bridge_strengths=(0.3, 0.7)),
+        paths=dict(bridge_fraction=0.5, bridge_strengths=(0.3, 0.7)), guidance=1.0,
         train=dict(steps=1200, batch_size=6, lr=3e-4, warmup_steps=60, weight_decay=0.01,
                    betas=(0.9, 0.999), ema_decay=0.999, val_every=100, val_batches=2,
                    checkpoint_every=50)),
@@ -148,14 +151,16 @@ def make_model(recipe: DiTRecipe, latent_channels: int, token_dim: int, stage: i
     return PartRAGModel(transformer, rag, hcr)
 
 
-def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path,
-                  bank, bank_options: dit_data.BankOptions, max_k: int, scale: LatentScale) -> dict:
+def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path, bank,
+                  bank_options: dit_data.BankOptions, max_k: int, scale: LatentScale,
+                  guidance: float | None = None) -> dict:
     """Write the bundle folder (float16 DiT weights: they load into float32 networks); the
     latent standardisation the DiT was trained with goes into vae/config.json."""
     folder = Path(folder)
     model = copy.deepcopy(model).cpu().eval()
     copy.deepcopy(model.transformer).half().save_pretrained(folder / "transformer")
-    FlowSampler().save_pretrained(folder / "scheduler")
+    FlowSampler(**({} if guidance is None else {GUIDANCE_KEY: guidance})).save_pretrained(
+        folder / "scheduler")
     model.rag.save_pretrained(folder / "rag")
     bank.save(folder / "rag" / "bank.npz")
     (folder / "rag" / RETRIEVAL_SETTINGS).write_text(json.dumps(
@@ -238,7 +243,7 @@ def train_dit(data: Path, vae_folder: Path, run_dir: Path, recipe: DiTRecipe, co
     exported = None
     if export is not None and result.finished:
         exported = export_bundle(result.ema, export, vae_folder, bank, bank_options, recipe.max_k,
-                                 scale)
+                                 scale, recipe.guidance)
         write_model_card(export, stage, recipe, config, result, exported, data, vae_folder,
                          len(objects["train"]), len(bank), describe_device(resolve_device(device)))
     return result, exported
