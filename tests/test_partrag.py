@@ -410,3 +410,22 @@ def test_server_generate_end_to_end(world, tmp_path):
             assert {p.index for p in result.parts} == {0, 1}
     finally:
         engine.stop()
+
+
+def test_eval_diagnose_writes_every_section(installed, world, tmp_path):
+    """Latent statistics (standardised: the bundle declares them), flow loss per σ bucket,
+    denoise from truth with the plain reconstruction beside it, and the σ0 × guidance sweep."""
+    out = tmp_path / "diagnose"
+    assert main(["eval", "diagnose", "--data", str(world["data"]), "--model",
+                 str(installed / "partrag"), "--vae", str(world["vae"]), "--cache",
+                 str(world["cache"]), "--limit", "1", "--sweep-limit", "1", "--sigmas", "0.5",
+                 "--sweep-strengths", "0.5", "--sweep-guidance", "1", "--samples", "2000",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "diagnosis.json").read_text())
+    assert report["latents"]["standardised"]
+    assert len(report["flow_loss_by_sigma"]) == 10
+    assert all(np.isfinite(r["flow_loss"]) for r in report["flow_loss_by_sigma"])
+    rows = [r["row"] for r in report["denoise_from_truth"]["table"]]
+    assert rows == ["VAE reconstruction", "from truth, σ0 = 0.5"]
+    assert [r["guidance"] for r in report["sweep"]] == [1.0, 1.0]
+    assert "Denoise from truth" in (out / "diagnosis.md").read_text()

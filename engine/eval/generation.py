@@ -26,7 +26,7 @@ from tqdm import tqdm
 from engine.data.dataset import load_asset
 from engine.eval.bench import whole_mesh
 from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, part_overlap_iou
-from engine.geometry.pieces import debris_share
+from engine.geometry.pieces import mean_debris
 from engine.eval.vae_eval import object_folders
 from engine.pipelines import retrieval_step
 from engine.pipelines.outputs import as_asset
@@ -62,19 +62,14 @@ def reference_image(folder: Path) -> np.ndarray:
     return np.asarray(Image.open(folder / "view_00.png").convert("RGBA"))
 
 
-def asset_debris(asset) -> float:
-    """Mean over parts of the share of area in pieces below 2 % of their part."""
-    return float(np.mean([debris_share(p.vertices, p.faces) for p in asset.parts]))
-
-
 def geometry(gt, asset, samples: int, debris: float | None = None) -> dict:
     """CD, F, part IoU, and debris: `debris` when given (a generation's, measured before
     its clean-up), else the asset's own."""
     metrics = compare_meshes(whole_mesh(gt), whole_mesh(asset), samples)
     meshes = [(p.object_vertices(), p.faces) for p in asset.parts]
     metrics["iou"] = part_overlap_iou(meshes) if len(meshes) > 1 else 0.0
-    metrics["debris"] = asset_debris(asset) if debris is None else debris
-    metrics["gt_debris"] = asset_debris(gt)
+    metrics["debris"] = mean_debris(asset.parts) if debris is None else debris
+    metrics["gt_debris"] = mean_debris(gt.parts)
     return metrics
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from engine.data.dataset import load_asset
 from engine.eval.bench import whole_mesh
 from engine.eval.metrics import compare_meshes
-from engine.geometry.pieces import debris_share
+from engine.geometry.pieces import mean_debris
 from engine.models.latent_scale import LatentScale
 from engine.pipelines.decode import decode_parts
 from engine.pipelines.outputs import as_asset
@@ -58,15 +58,11 @@ def flow_loss_by_sigma(model, examples, buckets: int = 10, batches: int = 4, bat
     return rows
 
 
-def part_meshes_debris(parts) -> list[float]:
-    return [debris_share(p.vertices, p.faces) for p in parts]
-
-
 def scored(gt, parts, samples: int) -> dict:
     """CD/F of the assembled parts against the ground truth, debris per part, empty parts."""
     asset = as_asset(parts)
     return {**compare_meshes(whole_mesh(gt), whole_mesh(asset), samples),
-            "debris": float(np.mean(part_meshes_debris(parts))),
+            "debris": mean_debris(parts),
             "empty_parts": int(sum(p.empty for p in parts))}
 
 
@@ -86,7 +82,7 @@ def denoise_from_truth(pipeline, folders: list[Path], true_latents: list[np.ndar
                                m.empty)
                  for i, m in enumerate(decode_parts(pipeline.vae, truth, pipeline.extract))]
         rows.append({"object": folder.name, "row": "VAE reconstruction", **scored(gt, recon, samples),
-                     "gt_debris": float(np.mean(part_meshes_debris(gt.parts)))})
+                     "gt_debris": mean_debris(gt.parts)})
         image = reference_image(folder)
         for sigma in sigmas:
             generation = pipeline(image, len(latents), steps=steps, guidance=guidance, seed=seed,

@@ -23,7 +23,7 @@ from engine.data.dataset import load_asset, surface_samples
 from engine.eval.bench import whole_mesh
 from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, sample_surface
 from engine.geometry.extraction import extract_hierarchical
-from engine.geometry.pieces import debris_share
+from engine.geometry.pieces import mean_debris
 from engine.models.vecset_vae import VecSetVAE
 
 DEFAULT_TOKENS, DEFAULT_POINTS = 512, 8192  # the public model's, for bundles that do not say
@@ -157,13 +157,10 @@ def evaluate_part_vae(vae: VecSetVAE, folders: list[Path], options: ExtractOptio
         empty = len(asset.parts) - len(recon.parts)
         metrics = ({"chamfer": float("nan"), "fscore": float("nan")} if not recon.parts
                    else compare_meshes(whole_mesh(asset), whole_mesh(recon), samples))
-        debris = [debris_share(p.vertices, p.faces) for p in recon.parts]
         results.append(ObjectResult(folder.name, asset.category, len(asset.parts),
                                     metrics["chamfer"], metrics["fscore"], empty,
                                     time.perf_counter() - started,
-                                    float(np.mean(debris)) if debris else float("nan"),
-                                    float(np.mean([debris_share(p.vertices, p.faces)
-                                                   for p in asset.parts]))))
+                                    mean_debris(recon.parts), mean_debris(asset.parts)))
         if len(kept) < keep and recon.parts:
             kept.append((asset, recon, results[-1]))
     return results, kept

@@ -35,3 +35,9 @@ def debris_share(vertices: np.ndarray, faces: np.ndarray, threshold: float = DEB
     if total <= 0:
         return 0.0
     return float(areas[areas < threshold * total].sum() / total)
+
+
+def mean_debris(parts) -> float:
+    """Mean `debris_share` over parts (anything with vertices and faces); NaN for none."""
+    shares = [debris_share(p.vertices, p.faces) for p in parts]
+    return float(np.mean(shares)) if shares else float("nan")
