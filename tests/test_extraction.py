@@ -7,8 +7,8 @@ import torch
 import trimesh
 
 from engine.eval.metrics import compare_meshes
-from engine.geometry.extraction import (ExtractedMesh, Grid, decimate, extract_dense,
-                                        extract_hierarchical)
+from engine.geometry.extraction import (RESCUE_MAX_LEVEL, ExtractedMesh, Grid, decimate,
+                                        extract_dense, extract_hierarchical, extract_part)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -208,3 +208,38 @@ def test_progress_rises_to_one_and_can_cancel():
 def test_resolution_must_be_coarse_times_a_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
         extract_hierarchical(sphere(), 96, coarse_resolution=32)
+
+
+# Decoder-like fields for extract_part: logits far steeper than an SDF.
+SHEET_Y = -1.005 + 33 * Grid(64, 1.005).cell  # on a 64^3 grid plane, midway between 32^3 ones
+
+
+def steep_sheet(p):
+    """A sheet 0.008 thick whose values climb 3,000 per unit: from every 32^3 grid point the
+    field reads over 80, far outside the band, so the band search alone loses it."""
+    return 3000.0 * ((p[:, 1] - SHEET_Y).abs() - 0.004)
+
+
+def faint_ring(p):
+    """A wire the decoder holds just under 0.5 occupancy: positive everywhere, lowest (0.5)
+    on a ring of radius 0.6 in the plane y = 0."""
+    return 0.5 + 40.0 * torch.hypot(torch.hypot(p[:, 0], p[:, 2]) - 0.6, p[:, 1])
+
+
+def test_extract_part_keeps_a_sheet_the_band_search_steps_over():
+    assert len(extract_hierarchical(steep_sheet, 128, 32, lipschitz=150.0).faces) == 0
+    mesh = extract_part(steep_sheet, 128, 32)
+    assert mesh.level == 0.0 and len(mesh.faces) > 1000
+    assert np.abs(mesh.vertices[:, 1] - SHEET_Y).max() < 0.01
+
+
+def test_extract_part_cuts_a_sub_threshold_wire_above_its_lowest_value():
+    mesh = extract_part(faint_ring, 128, 32)
+    assert 0.5 < mesh.level < 2.0 and len(mesh.faces) > 100
+    radius = np.hypot(mesh.vertices[:, 0], mesh.vertices[:, 2])
+    assert np.abs(radius - 0.6).max() < 0.05 and np.abs(mesh.vertices[:, 1]).max() < 0.05
+
+
+def test_extract_part_stays_empty_where_the_field_holds_no_part():
+    mesh = extract_part(lambda p: faint_ring(p) + RESCUE_MAX_LEVEL, 128, 32)
+    assert len(mesh.faces) == 0

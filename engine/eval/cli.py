@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="dense coarse grid of the hierarchical extractor (default 32)")
     vae.add_argument("--lipschitz", type=float,
                      help="extractor's bound on the field's slope; larger keeps thinner parts "
-                     "and costs queries (default 50)")
+                     "and costs queries (default 150)")
     vae.add_argument("--samples", type=int, default=PAPER_SAMPLES, help="surface samples for CD/F")
     vae.add_argument("--sheet", type=int, default=8, help="objects on the comparison sheet (0: none)")
     vae.add_argument("--timing-parts", type=int, default=2,

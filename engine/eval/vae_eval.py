@@ -22,21 +22,18 @@ from engine.data.asset import Part, PartAsset
 from engine.data.dataset import load_asset, surface_samples
 from engine.eval.bench import whole_mesh
 from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, sample_surface
-from engine.geometry.extraction import extract_hierarchical
+from engine.geometry.extraction import PART_LIPSCHITZ, extract_hierarchical, extract_part
 from engine.geometry.pieces import mean_debris
 from engine.models.vecset_vae import VecSetVAE
 
 DEFAULT_TOKENS, DEFAULT_POINTS = 512, 8192  # the public model's, for bundles that do not say
-# The decoder's logits change far faster than an SDF (|gradient| in the hundreds near the
-# surface); the extractor refines cells whose corner values come within this reach of zero.
-DEFAULT_LIPSCHITZ = 50.0
 
 
 @dataclass
 class ExtractOptions:
     resolution: int = 256
     coarse_resolution: int = 32
-    lipschitz: float = DEFAULT_LIPSCHITZ
+    lipschitz: float = PART_LIPSCHITZ
 
 
 @dataclass
@@ -63,9 +60,8 @@ def encoding_sizes(vae: VecSetVAE) -> tuple[int, int]:
 def extract(vae: VecSetVAE, latents: torch.Tensor, options: ExtractOptions,
             device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Mesh of the zero level set of one shape's decoded field (negated logits)."""
-    mesh = extract_hierarchical(vae.field(latents), options.resolution,
-                                options.coarse_resolution, device=device,
-                                lipschitz=options.lipschitz)
+    mesh = extract_part(vae.field(latents), options.resolution, options.coarse_resolution,
+                        options.lipschitz, device)
     return mesh.vertices, mesh.faces
 
 

@@ -15,11 +15,10 @@ from pykdtree.kdtree import KDTree
 
 from engine.eval.metrics import sample_surface
 from engine.geometry.cleanup import CleanMesh, clean_part
-from engine.geometry.extraction import DEFAULT_BOUNDS, ExtractedMesh, extract_hierarchical
+from engine.geometry.extraction import DEFAULT_BOUNDS, PART_LIPSCHITZ, ExtractedMesh, extract_part
 from engine.geometry.pieces import debris_share, piece_areas
 from engine.models.vecset_vae import VecSetVAE
 
-DEFAULT_LIPSCHITZ = 50.0  # the decoder's logits are steep: see engine/eval/vae_eval.py
 SAME_MESH_TOLERANCE = 0.01  # two local meshes closer than this (symmetric mean distance) are one
 SAME_MESH_SAMPLES = 2048
 DEFAULT_MAX_FACES = 20_000  # per part: light in Blender; at 128^3 the surface moves << a cell
@@ -29,9 +28,9 @@ BOX_FACE_TOLERANCE = 1e-5  # float32 grid points on the box's faces, far below a
 
 @dataclass
 class ExtractSettings:
-    resolution: int = 128  # about 0.5 s per part on one CPU thread with the shipped VAE
-    coarse_resolution: int = 16
-    lipschitz: float = DEFAULT_LIPSCHITZ
+    resolution: int = 128  # about 0.4 s per part on two CPU threads with the shipped VAE
+    coarse_resolution: int = 32
+    lipschitz: float = PART_LIPSCHITZ
     max_faces: int | None = DEFAULT_MAX_FACES  # per cleaned part; None: full resolution
     clean: bool = True  # False: marching cubes' mesh as it is, to measure what the model makes
 
@@ -129,8 +128,8 @@ def decode_parts(vae: VecSetVAE, latents: torch.Tensor, settings: ExtractSetting
         field = vae.field(latents[i:i + 1])  # latent self-attention once per part
         if settings.clean:
             field = closed_at_box(field)
-        mesh = extract_hierarchical(field, settings.resolution, settings.coarse_resolution,
-                                    device=device, lipschitz=settings.lipschitz)
+        mesh = extract_part(field, settings.resolution, settings.coarse_resolution,
+                            settings.lipschitz, device)
         empty = len(mesh.faces) == 0
         surface = (CleanMesh(*placeholder_cube(field, device), pieces=1, debris_removed=0.0,
                              raw_debris=0.0)
