@@ -78,8 +78,11 @@ class Message:
 
 @dataclass
 class Part:
-    """One part: a mesh in its local frame, its rigid transform into the object frame,
-    a `category_part` label, its index, and an optional id shared by identical meshes."""
+    """One part, the project's only part type (dataset assets, the library, pipelines, the
+    wire and the add-on): a mesh in its local frame, its rigid transform into the object
+    frame, a `category_part` label, its index in the object, and an id shared by identical
+    meshes. `material` (a dataset asset's colour) and `latent` (the VAE latent a pipeline
+    decoded it from) stay in the engine: the wire carries neither."""
 
     vertices: np.ndarray  # float32 (V, 3)
     faces: np.ndarray  # int32 (F, 3), indices into vertices
@@ -87,6 +90,12 @@ class Part:
     label: str
     index: int
     mesh_id: str | None = None
+    material: int = 0  # index into the asset's materials
+    latent: np.ndarray | None = None  # (T, C) float32, object frame
+
+    def object_vertices(self) -> np.ndarray:
+        """Vertices in the object frame (float64)."""
+        return self.vertices.astype(np.float64) @ self.transform[:3, :3].T + self.transform[:3, 3]
 
 
 @dataclass

@@ -43,8 +43,8 @@ def serve(args) -> int:
 
     for name in args.pipeline_module:
         importlib.import_module(name).register_pipelines()
-    from engine.pipelines.serving import DEFAULT_MODELS, register_installed
-    from engine.retrieval.serving import register_library
+    from engine.server.partrag_service import DEFAULT_MODELS, register_installed
+    from engine.server.library_service import register_library
 
     register_installed(args.models or DEFAULT_MODELS)
     register_library(args.models or DEFAULT_MODELS)
@@ -148,9 +148,12 @@ def add_parity(subparsers) -> None:
 
 
 def add_train(subparsers) -> None:
-    from engine.training.cli import register
+    from engine.training import cli, dit_cli
 
-    register(subparsers)
+    parser = subparsers.add_parser("train", help="train a network (resumable run folders)")
+    sub = parser.add_subparsers(dest="train_command", required=True)
+    dit_cli.register(sub)
+    cli.register(sub)
 
 
 def add_eval(subparsers) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from engine.cli import main
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
 from engine.training.dit import RECIPES, train_dit
-from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
+from engine.models.vecset_vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
 from engine.training.vae import RECIPES as VAE_RECIPES
 from tiny_dataset import write_dataset
 

@@ -4,7 +4,8 @@
 import numpy as np
 
 from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
-from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY, RECIPES
+from engine.models.vecset_vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
+from engine.training.vae import RECIPES
 from tiny_dataset import write_dataset
 
 SPLITS = {"train": ["chair", "mug", "table", "chair", "mug", "table"],

@@ -36,7 +36,7 @@ def test_identical_parts_share_mesh_id_and_arrays():
     asset = four_legged()
     assert asset.labels == ["table_top"] + ["table_leg"] * 4
     ids = [p.mesh_id for p in asset.parts]
-    assert ids == [0, 1, 1, 1, 1]
+    assert ids == ["mesh0"] + ["mesh1"] * 4
     legs = asset.parts[1:]
     assert all(leg.vertices is legs[0].vertices for leg in legs)
     assert len({tuple(leg.transform[:3, 3].round(6)) for leg in legs}) == 4

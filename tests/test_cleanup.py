@@ -2,7 +2,6 @@
 outward-facing, within a face budget; decode_parts applies it and parts.json reports it."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,13 +9,14 @@ import torch
 import trimesh
 
 from engine.cli import main
-from engine.eval.metrics import chamfer_distance, sample_surface
+from engine.geometry.metrics import chamfer_distance, sample_surface
 from engine.geometry.cleanup import (SHARE_OF_LARGEST, clean_part, one_vertex_per_fan,
                                      signed_volumes)
 from engine.geometry.extraction import bench_scene, decimate, extract_hierarchical
 from engine.geometry.pieces import piece_areas
 from engine.pipelines.decode import ExtractSettings, decode_parts
 from engine.pipelines.outputs import write_generation
+from engine.pipelines.partrag import Generation
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -219,10 +219,9 @@ def test_decode_parts_on_a_tiny_vae():
 
 def test_parts_json_reports_faces_vertices_pieces_and_debris(tmp_path):
     parts = decode_parts(FIELDS, LATENTS, ExtractSettings(**SETTINGS))
-    generated = [SimpleNamespace(**{**vars(p), "mesh_id": f"mesh{p.mesh_id}"},
-                                 label="thing_part", index=i) for i, p in enumerate(parts)]
-    write_generation(SimpleNamespace(parts=generated, retrieved=[], timings={}, params={}),
-                     tmp_path, preview=False)
+    generation = Generation([p.as_part("thing_part", i) for i, p in enumerate(parts)],
+                            [p.report() for p in parts], [], {})
+    write_generation(generation, tmp_path, preview=False)
     written = json.loads((tmp_path / "parts.json").read_text())["parts"]
     for part, row in zip(parts, written):
         assert (row["faces"], row["vertices"]) == (len(part.faces), len(part.vertices))

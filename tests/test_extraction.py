@@ -6,7 +6,7 @@ import pytest
 import torch
 import trimesh
 
-from engine.eval.metrics import compare_meshes
+from engine.geometry.metrics import compare_meshes
 from engine.geometry.extraction import (RESCUE_MAX_LEVEL, ExtractedMesh, Grid, decimate,
                                         extract_dense, extract_hierarchical, extract_part)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from engine.pipelines.image_prep import ImageError, to_rgba
+from engine.render.image_prep import ImageError, to_rgba
 
 CHAIR = Path(__file__).resolve().parents[1] / "engine" / "demo_inputs" / "chair.png"
 SIZE = 512  # photo side; the chair is pasted at OBJECT_SIDE, a little off centre

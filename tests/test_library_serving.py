@@ -11,7 +11,7 @@ from PIL import Image
 from bridge import EngineClient, EngineError
 from bridge_harness import EngineProcess
 from bridge_harness import watchdog  # noqa: F401 (autouse: bounds every test)
-from engine.pipelines.image_prep import frame_object
+from engine.render.image_prep import frame_object
 from engine.retrieval.builder import build_library
 from engine.retrieval.encoders import load_encoder
 from engine.retrieval.hcr import HCR, HCRConfig

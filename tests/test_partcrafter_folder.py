@@ -15,7 +15,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.pipelines.decode import ExtractSettings
-from engine.pipelines.image_prep import frame_object, to_rgba
+from engine.render.image_prep import frame_object, to_rgba
 from engine.pipelines.partrag import UNLABELLED, PartRAGPipeline
 
 PARITY = Path("/work/shared/reference/parity-A")

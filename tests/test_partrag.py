@@ -13,7 +13,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.pipelines.decode import ExtractSettings
-from engine.pipelines.image_prep import ImageError, frame_object, to_rgba
+from engine.render.image_prep import ImageError, frame_object, to_rgba
 from engine.pipelines.partrag import PartRAGPipeline
 from engine.training import dit_data
 from engine.training.dit import RECIPES, dit_losses, train_dit
@@ -283,7 +283,7 @@ def installed(world, tmp_path_factory):
 
 
 def test_library_bank_mirrors_the_library(installed):
-    from engine.pipelines.exemplars import ExemplarBank
+    from engine.retrieval.exemplars import ExemplarBank
     from engine.retrieval.library import PartLibrary
 
     library = PartLibrary.load(installed / "library")
@@ -322,7 +322,7 @@ def test_generation_starts_from_retrieved_parts_with_the_library(installed, worl
 
 
 def test_sampling_starts_from_a_whole_exemplar_when_one_has_the_asked_part_count(installed):
-    from engine.pipelines.exemplars import Hit
+    from engine.retrieval.exemplars import Hit
     from engine.pipelines.partrag import installed_library
 
     bundle = installed / "partrag"

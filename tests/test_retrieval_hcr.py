@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from engine.cli import main
 from engine.retrieval.hcr import HCR, NO_ID, HCRConfig, HCRTrainer, Queue, info_nce
-from engine.retrieval.train import RetrievalExamples, load_recipe, train_retriever
+from engine.training.retriever import RetrievalExamples, load_recipe, train_retriever
 from engine.training.loop import TrainConfig
 from retrieval_data import write_rendered_dataset, write_tiny_vae
 

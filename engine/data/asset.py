@@ -13,21 +13,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge.protocol import Part
 from engine.data.primitives import Mesh, merge
 
 
-@dataclass
-class Part:
-    label: str  # "category_part", e.g. "chair_leg"
-    vertices: np.ndarray  # (V, 3) float32, local frame
-    faces: np.ndarray  # (F, 3) int32
-    transform: np.ndarray  # (4, 4) float64, local -> object frame
-    mesh_id: int  # equal ids = identical local geometry
-    material: int  # index into PartAsset.materials
+def mesh_id_name(number: int) -> str:
+    """A part's mesh id from the number dataset and library files store."""
+    return f"mesh{number}"
 
-    def object_vertices(self) -> np.ndarray:
-        """Vertices in the object frame (float64)."""
-        return self.vertices.astype(np.float64) @ self.transform[:3, :3].T + self.transform[:3, 3]
+
+def mesh_id_numbers(parts: list[Part]) -> np.ndarray:
+    """(parts,) int64 numbers for the files: equal ids get equal numbers, in order of first use."""
+    numbers: dict = {}
+    return np.array([numbers.setdefault(p.mesh_id, len(numbers)) for p in parts], dtype=np.int64)
 
 
 @dataclass
@@ -79,10 +77,10 @@ class AssetBuilder:
             faces = mesh.faces.astype(np.int32)
             twin = next((p for p in parts if _same_geometry(p, local, faces)), None)
             if twin is None:
-                mesh_id = 1 + max((p.mesh_id for p in parts), default=-1)
+                mesh_id = mesh_id_name(len({p.mesh_id for p in parts}))
             else:  # share the exact same arrays, not near-equal copies
                 mesh_id, local, faces = twin.mesh_id, twin.vertices, twin.faces
             transform = np.eye(4)
             transform[:3, 3] = part_centre
-            parts.append(Part(label, local, faces, transform, mesh_id, material))
+            parts.append(Part(local, faces, transform, label, len(parts), mesh_id, material))
         return PartAsset(self.category, seed, parts, self.materials, dict(self.params))

@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from engine.data.asset import Part, PartAsset
+from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
 from engine.data.categories import categories, generate_asset
-from engine.eval.metrics import part_overlap_iou, sample_surface
+from engine.geometry.metrics import part_overlap_iou, sample_surface
 from engine.render.camera import orbit_views
 
 SPLITS = ("train", "val", "test")
@@ -110,7 +110,7 @@ def save_asset_arrays(path: Path, asset: PartAsset) -> None:
         vertex_counts=np.array([len(p.vertices) for p in parts], dtype=np.int64),
         face_counts=np.array([len(p.faces) for p in parts], dtype=np.int64),
         transforms=np.stack([p.transform for p in parts]),
-        mesh_ids=np.array([p.mesh_id for p in parts], dtype=np.int64),
+        mesh_ids=mesh_id_numbers(parts),
         part_materials=np.array([p.material for p in parts], dtype=np.int64),
         materials=asset.materials,
     )
@@ -122,9 +122,11 @@ def load_asset(folder: Path) -> PartAsset:
     arrays = np.load(folder / "asset.npz")
     v_split = np.cumsum(arrays["vertex_counts"])[:-1]
     f_split = np.cumsum(arrays["face_counts"])[:-1]
-    parts = [Part(label, v, f, t, int(m), int(mat)) for label, v, f, t, m, mat in zip(
-        meta["labels"], np.split(arrays["vertices"], v_split), np.split(arrays["faces"], f_split),
-        arrays["transforms"], arrays["mesh_ids"], arrays["part_materials"])]
+    parts = [Part(v, f, t, label, k, mesh_id_name(int(m)), int(mat))
+             for k, (label, v, f, t, m, mat) in enumerate(zip(
+                 meta["labels"], np.split(arrays["vertices"], v_split),
+                 np.split(arrays["faces"], f_split), arrays["transforms"], arrays["mesh_ids"],
+                 arrays["part_materials"]))]
     return PartAsset(meta["category"], meta["seed"], parts, arrays["materials"], meta["params"])
 
 

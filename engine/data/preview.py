@@ -12,12 +12,9 @@ import numpy as np
 from PIL import Image
 
 from engine.data.dataset import load_asset
-from engine.render.camera import framing_distance, orbit
+from engine.render.camera import sheet_camera
 from engine.render.renderer import Renderer
 from engine.render.sheet import contact_sheet
-
-SHEET_VIEW = {"azimuth_deg": 35.0, "elevation_deg": 20.0, "distance": framing_distance(40.0), "fov_deg": 40.0}
-
 
 def pick_across_categories(manifest: dict, count: int) -> list[tuple[str, dict]]:
     """Up to `count` (split, record) pairs, taking categories in turn so every one appears."""
@@ -73,7 +70,7 @@ def write_overview(dataset: Path, out: Path, count: int = 54, tile: int = 160) -
     dataset, out = Path(dataset), Path(out)
     manifest = json.loads((dataset / "manifest.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    camera = orbit(**SHEET_VIEW, width=2 * tile, height=2 * tile)
+    camera = sheet_camera(2 * tile)
     previews, references, captions = [], [], []
     with Renderer() as renderer:
         for split, record in pick_across_categories(manifest, count):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from engine.data.cache import check_options, save_npz
 from engine.data.dataset import load_asset
-from engine.eval.metrics import sample_surface
+from engine.geometry.metrics import sample_surface
 from engine.geometry.inside import points_inside
 
 CACHE_VERSION = 1

@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.data.asset import PartAsset
 from engine.data.categories import generate_asset
-from engine.eval.metrics import PAPER_SAMPLES, compare_meshes
+from engine.geometry.metrics import PAPER_SAMPLES, compare_meshes
 
 
 def whole_mesh(asset: PartAsset) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-PAPER_SAMPLES = 204_800  # engine.eval.metrics.PAPER_SAMPLES, without importing scipy here
+PAPER_SAMPLES = 204_800  # engine.geometry.metrics.PAPER_SAMPLES, without importing scipy here
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +63,7 @@ def run_eval_vae(args: argparse.Namespace) -> int:
     from engine.eval.vae_eval import (ExtractOptions, evaluate_geomseg, evaluate_part_vae,
                                       object_folders, summarise, write_comparison_sheet)
     from engine.models.vecset_vae import VecSetVAE
-    from engine.training.loop import resolve_device
+    from engine.device import resolve_device
 
     import torch
 

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from engine.data.dataset import load_asset
 from engine.eval.bench import whole_mesh
-from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, part_overlap_iou
+from engine.geometry.metrics import PAPER_SAMPLES, compare_meshes, part_overlap_iou
 from engine.geometry.pieces import mean_debris
 from engine.eval.vae_eval import object_folders
-from engine.pipelines import retrieval_step
+from engine.retrieval import conditioning
 from engine.pipelines.outputs import as_asset
 
 TOP_KS = (0, 1, 3, 5)
@@ -76,7 +76,7 @@ def geometry(gt, asset, samples: int, debris: float | None = None) -> dict:
 def nearest_asset(pipeline, image: np.ndarray, data: Path):
     """The retrieval-only baseline: the top-1 asset's own meshes, from the library (or the
     dataset's training split for a bank without one)."""
-    key = retrieval_step.object_embedding(pipeline.encode(image).pooled[0]).numpy()
+    key = conditioning.object_embedding(pipeline.encode(image).pooled[0]).numpy()
     hit = pipeline.bank.search(key, 1)[0]
     if pipeline.library is not None:
         return pipeline.library.asset(hit.asset_id)
@@ -102,9 +102,9 @@ def evaluate_generation(pipeline, data: Path, split: str, settings: Settings,
                                   seed=settings.seed, top_k=k, strength=strength)
             seconds = time.perf_counter() - started
             rows.append({"object": folder.name, "row": row_name(k, strength), "seconds": seconds,
-                         "empty_parts": sum(p.empty for p in generation.parts),
+                         "empty_parts": sum(r["empty"] for r in generation.reports),
                          **geometry(gt, as_asset(generation.parts), settings.samples,
-                                    float(np.mean([p.raw_debris for p in generation.parts])))})
+                                    float(np.mean([r["raw_debris"] for r in generation.reports])))})
             if (k, strength) == pictured and len(kept) < keep:
                 kept.append((image, generation.parts, folder.name))
         started = time.perf_counter()
@@ -146,10 +146,10 @@ def markdown_table(table: list[dict]) -> str:
 
 def write_picture(kept: list[tuple], path: Path, tile: int = 256) -> Path:
     """Input image beside the generated parts (part-coloured), one pair per object."""
-    from engine.data.preview import SHEET_VIEW
-    from engine.render import Renderer, contact_sheet, orbit
+    from engine.render import Renderer, contact_sheet
+    from engine.render.camera import sheet_camera
 
-    camera = orbit(**SHEET_VIEW, width=tile, height=tile)
+    camera = sheet_camera(tile)
     images, captions = [], []
     with Renderer() as renderer:
         for image, parts, name in kept:

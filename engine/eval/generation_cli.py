@@ -37,7 +37,7 @@ def run_eval_generation(args: argparse.Namespace) -> int:
                                         summarise, write_picture)
     from engine.pipelines.partrag import (DEFAULT_STEPS, DEFAULT_STRENGTH, PartRAGPipeline,
                                           installed_library)
-    from engine.training.loop import resolve_device
+    from engine.device import resolve_device
 
     pipeline = PartRAGPipeline(args.model, resolve_device(args.device),
                                library=installed_library(args.model))

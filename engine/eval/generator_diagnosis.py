@@ -19,12 +19,11 @@ from tqdm import tqdm
 
 from engine.data.dataset import load_asset
 from engine.eval.bench import whole_mesh
-from engine.eval.metrics import compare_meshes
+from engine.geometry.metrics import compare_meshes
 from engine.geometry.pieces import mean_debris
 from engine.models.latent_scale import LatentScale
 from engine.pipelines.decode import decode_parts
 from engine.pipelines.outputs import as_asset
-from engine.pipelines.partrag import GeneratedPart
 
 
 def latent_statistics(latents: list[np.ndarray], scale: LatentScale) -> dict:
@@ -58,12 +57,12 @@ def flow_loss_by_sigma(model, examples, buckets: int = 10, batches: int = 4, bat
     return rows
 
 
-def scored(gt, parts, samples: int) -> dict:
+def scored(gt, parts, reports: list[dict], samples: int) -> dict:
     """CD/F of the assembled parts against the ground truth, debris per part, empty parts."""
     asset = as_asset(parts)
     return {**compare_meshes(whole_mesh(gt), whole_mesh(asset), samples),
             "debris": mean_debris(parts),
-            "empty_parts": int(sum(p.empty for p in parts))}
+            "empty_parts": int(sum(r["empty"] for r in reports))}
 
 
 def denoise_from_truth(pipeline, folders: list[Path], true_latents: list[np.ndarray],
@@ -78,17 +77,17 @@ def denoise_from_truth(pipeline, folders: list[Path], true_latents: list[np.ndar
                                 disable=not progress):
         gt = load_asset(folder)
         truth = torch.from_numpy(latents.astype(np.float32)).to(pipeline.device)
-        recon = [GeneratedPart(m.vertices, m.faces, m.transform, "part", i, f"mesh{m.mesh_id}",
-                               m.empty)
-                 for i, m in enumerate(decode_parts(pipeline.vae, truth, pipeline.extract))]
-        rows.append({"object": folder.name, "row": "VAE reconstruction", **scored(gt, recon, samples),
+        meshes = decode_parts(pipeline.vae, truth, pipeline.extract)
+        recon = [m.as_part("part", i) for i, m in enumerate(meshes)]
+        rows.append({"object": folder.name, "row": "VAE reconstruction",
+                     **scored(gt, recon, [m.report() for m in meshes], samples),
                      "gt_debris": mean_debris(gt.parts)})
         image = reference_image(folder)
         for sigma in sigmas:
             generation = pipeline(image, len(latents), steps=steps, guidance=guidance, seed=seed,
                                   top_k=top_k, strength=sigma, start=truth)
             rows.append({"object": folder.name, "row": f"from truth, σ0 = {sigma:g}",
-                         **scored(gt, generation.parts, samples)})
+                         **scored(gt, generation.parts, generation.reports, samples)})
     return rows
 
 

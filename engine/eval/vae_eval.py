@@ -18,15 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.data.asset import Part, PartAsset
+from engine.data.asset import Part, PartAsset, mesh_id_name
 from engine.data.dataset import load_asset, surface_samples
 from engine.eval.bench import whole_mesh
-from engine.eval.metrics import PAPER_SAMPLES, compare_meshes, sample_surface
+from engine.geometry.metrics import PAPER_SAMPLES, compare_meshes, sample_surface
 from engine.geometry.extraction import PART_LIPSCHITZ, extract_hierarchical, extract_part
 from engine.geometry.pieces import mean_debris
 from engine.models.vecset_vae import VecSetVAE
 
-DEFAULT_TOKENS, DEFAULT_POINTS = 512, 8192  # the public model's, for bundles that do not say
 
 
 @dataclass
@@ -49,14 +48,6 @@ class ObjectResult:
     gt_debris: float  # the same figure for the ground-truth parts
 
 
-def encoding_sizes(vae: VecSetVAE) -> tuple[int, int]:
-    """Tokens and input points the bundle was trained with (written by the exporter)."""
-    from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
-
-    return (vae.extra_config.get(ENCODE_TOKENS_KEY, DEFAULT_TOKENS),
-            vae.extra_config.get(ENCODE_POINTS_KEY, DEFAULT_POINTS))
-
-
 def extract(vae: VecSetVAE, latents: torch.Tensor, options: ExtractOptions,
             device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Mesh of the zero level set of one shape's decoded field (negated logits)."""
@@ -70,7 +61,7 @@ def reconstruct_parts(vae: VecSetVAE, asset: PartAsset, options: ExtractOptions,
                       seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each part encoded alone in the object frame (posterior mean), decoded and extracted;
     meshes in the object frame, empty arrays where the field has no surface."""
-    tokens, count = encoding_sizes(vae)
+    tokens, count = vae.encode_tokens, vae.encode_points
     device = next(vae.parameters()).device
     meshes = []
     for k, part in enumerate(asset.parts):
@@ -91,7 +82,7 @@ def extraction_timings(vae: VecSetVAE, folders: list[Path], parts: int,
     resolution: seconds, decoder queries and the Chamfer distance between the two meshes."""
     from engine.geometry.extraction import extract_dense
 
-    tokens, count = encoding_sizes(vae)
+    tokens, count = vae.encode_tokens, vae.encode_points
     device = next(vae.parameters()).device
     chosen = [(folder, k) for folder in folders for k in range(len(load_asset(folder).parts))]
     rows = []
@@ -130,8 +121,8 @@ def as_asset(source: PartAsset, meshes: list[tuple[np.ndarray, np.ndarray]]) -> 
         centre = (v.min(0) + v.max(0)) / 2
         transform = np.eye(4)
         transform[:3, 3] = centre
-        parts.append(Part(original.label, (v - centre).astype(np.float32), f.astype(np.int32),
-                          transform, k, original.material))
+        parts.append(Part((v - centre).astype(np.float32), f.astype(np.int32), transform,
+                          original.label, k, mesh_id_name(k), original.material))
     return PartAsset(source.category, source.seed, parts, source.materials, source.params)
 
 
@@ -181,7 +172,7 @@ def evaluate_geomseg(model, folders: list[Path], options: ExtractOptions,
     from engine.models.geomseg_vae import (latent_assignment_accuracy, part_codes,
                                            segmentation_miou)
 
-    _, count = encoding_sizes(model.vae)
+    count = model.vae.encode_points
     device = next(model.parameters()).device
     rows = []
     for i, folder in enumerate(tqdm(folders, desc="Geom-Seg VAE", disable=not progress)):
@@ -206,10 +197,10 @@ def evaluate_geomseg(model, folders: list[Path], options: ExtractOptions,
 
 def write_comparison_sheet(kept: list[tuple], path: Path, tile: int = 256) -> Path:
     """GT and reconstruction side by side, part-coloured, one pair per object."""
-    from engine.data.preview import SHEET_VIEW
-    from engine.render import Renderer, contact_sheet, orbit
+    from engine.render import Renderer, contact_sheet
+    from engine.render.camera import sheet_camera
 
-    camera = orbit(**SHEET_VIEW, width=tile, height=tile)
+    camera = sheet_camera(tile)
     images, captions = [], []
     with Renderer() as renderer:
         for asset, recon, result in kept:

@@ -16,8 +16,6 @@ queried, so the mesh equals the dense one wherever the band found the surface.
 from __future__ import annotations
 
 import math
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.measure import marching_cubes
+
+from engine.device import Stopwatch
 
 Field = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[float], None]
@@ -73,22 +73,6 @@ class Grid:
         the cell by an exact power of two, so a point shared by two levels gets the same
         coordinates, and the same value, on both."""
         return unflatten(flat, self.size).to(torch.float32) * self.cell - self.bounds
-
-
-class Stopwatch:
-    """Wall time per named stage, waiting for queued CUDA work so times are real."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str):
-        started = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 def field_device(field: Field) -> torch.device:
@@ -406,7 +390,7 @@ def bench_extraction(resolution: int = 256, coarse_resolution: int = 32,
     `bench_scene`, and the Chamfer distance between the two meshes. A learned decoder's
     time grows with the queries; with this analytic field the seconds are mostly the
     extractors' own grid work and marching cubes."""
-    from engine.eval.metrics import compare_meshes
+    from engine.geometry.metrics import compare_meshes
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dense = extract_dense(bench_scene, resolution, device=device)

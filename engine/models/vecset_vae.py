@@ -122,6 +122,12 @@ class VecSetDecoder(nn.Module):
         return self.proj_out(self.norm_out(x))
 
 
+# config.json keys (kept as extra config) saying how the bundle was trained to encode, so its
+# users encode the same way; folders that do not say get the public model's sizes.
+ENCODE_TOKENS_KEY, ENCODE_POINTS_KEY = "encode_num_tokens", "encode_num_points"
+PUBLIC_TOKENS, PUBLIC_POINTS = 512, 8192
+
+
 class VecSetVAE(nn.Module):
     """Shape <-> latent token set, loadable from and savable to a public `vae/` folder."""
 
@@ -152,6 +158,16 @@ class VecSetVAE(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         save_folder(self, {**self.extra_config, **asdict(self.config)}, folder)
+
+    @property
+    def encode_tokens(self) -> int:
+        """Latent tokens per shape the bundle was trained with."""
+        return int(self.extra_config.get(ENCODE_TOKENS_KEY, PUBLIC_TOKENS))
+
+    @property
+    def encode_points(self) -> int:
+        """Surface points per shape the bundle was trained to encode."""
+        return int(self.extra_config.get(ENCODE_POINTS_KEY, PUBLIC_POINTS))
 
     def sample_query_index(self, points: torch.Tensor, num_tokens: int,
                            generator: torch.Generator | None = None) -> torch.Tensor:

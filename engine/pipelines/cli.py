@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.pipelines.serving import DEFAULT_MODELS
+    from engine.server.partrag_service import DEFAULT_MODELS
 
     parser = subparsers.add_parser("generate", help="reference image -> part meshes (PartRAG)")
     parser.add_argument("image", type=Path, help="PNG/JPEG/WebP; RGBA, or RGB on a uniform "
@@ -66,7 +66,7 @@ def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "
     pipeline's ExtractSettings)."""
     from engine.pipelines.outputs import write_generation
     from engine.pipelines.partrag import DEFAULT_STEPS, PartRAGPipeline, installed_library
-    from engine.training.loop import resolve_device
+    from engine.device import resolve_device
 
     pipeline = PartRAGPipeline(model, resolve_device(device), extract=extract,
                                library=installed_library(model))
@@ -80,7 +80,7 @@ def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "
 
 def run_generate(args: argparse.Namespace) -> int:
     from engine.pipelines.decode import ExtractSettings
-    from engine.pipelines.image_prep import ImageError
+    from engine.render.image_prep import ImageError
 
     if not (args.model / "transformer").is_dir():
         print(f"no model at {args.model}: neither a PartRAG bundle (train one with `python -m "

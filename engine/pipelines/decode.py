@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from pykdtree.kdtree import KDTree
 
-from engine.eval.metrics import sample_surface
+from bridge.protocol import Part
+
+from engine.geometry.metrics import sample_surface
 from engine.geometry.cleanup import CleanMesh, clean_part
 from engine.geometry.extraction import DEFAULT_BOUNDS, PART_LIPSCHITZ, ExtractedMesh, extract_part
 from engine.geometry.pieces import debris_share, piece_areas
@@ -45,6 +47,15 @@ class PartMesh:
     pieces: int  # connected pieces of the mesh
     debris_removed: float  # share of the raw mesh's area the clean-up dropped
     raw_debris: float  # the raw mesh's share of area in pieces below 2 % of the part
+
+    def as_part(self, label: str, index: int, latent: np.ndarray | None = None) -> Part:
+        return Part(self.vertices, self.faces, self.transform, label, index,
+                    f"mesh{self.mesh_id}", latent=latent)
+
+    def report(self) -> dict:
+        """What parts.json and the eval say of the mesh beyond its geometry."""
+        return {"empty": self.empty, "pieces": self.pieces,
+                "debris_removed": self.debris_removed, "raw_debris": self.raw_debris}
 
 
 def placeholder_cube(field, device: torch.device) -> tuple[np.ndarray, np.ndarray]:

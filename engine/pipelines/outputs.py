@@ -6,12 +6,14 @@ local-frame mesh, and parts sharing a mesh id share one glTF mesh (linked duplic
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
-from engine.data.asset import Part, PartAsset
+from bridge.protocol import Part
+from engine.data.asset import PartAsset
 
 PREVIEW_SIZE = 512
 PREVIEW_MATERIAL = (0.7, 0.7, 0.7)
@@ -28,21 +30,19 @@ def scene_of(parts) -> trimesh.Scene:
     return scene
 
 
-def as_asset(parts) -> PartAsset:
-    """Generated parts as a PartAsset (for the renderer and the metrics)."""
-    ids = {mesh_id: n for n, mesh_id in enumerate(dict.fromkeys(p.mesh_id for p in parts))}
-    return PartAsset("generated", 0, [Part(p.label, p.vertices, p.faces, p.transform,
-                                           ids[p.mesh_id], 0) for p in parts],
+def as_asset(parts: list[Part]) -> PartAsset:
+    """Generated parts as a PartAsset in one grey material (for the renderer and the metrics)."""
+    return PartAsset("generated", 0, [replace(p, material=0) for p in parts],
                      np.array([PREVIEW_MATERIAL]))
 
 
 def render_preview(parts, path: Path, renderer=None) -> Path:
     """Part-coloured render from the contact sheets' viewpoint."""
-    from engine.data.preview import SHEET_VIEW
-    from engine.render import Renderer, orbit
+    from engine.render import Renderer
+    from engine.render.camera import sheet_camera
     from PIL import Image
 
-    camera = orbit(**SHEET_VIEW, width=PREVIEW_SIZE, height=PREVIEW_SIZE)
+    camera = sheet_camera(PREVIEW_SIZE)
     if renderer is None:
         with Renderer() as own:
             image = own.render(as_asset(parts), [camera], preview=True)[0].preview
@@ -66,10 +66,10 @@ def write_generation(generation, out: Path, preview: bool = True) -> list[Path]:
     (out / "parts.json").write_text(json.dumps({
         "parts": [{"index": p.index, "label": p.label, "mesh_id": p.mesh_id,
                    "transform": p.transform.tolist(), "vertices": len(p.vertices),
-                   "faces": len(p.faces), "pieces": p.pieces,
-                   "debris_removed": p.debris_removed, "empty": p.empty,
+                   "faces": len(p.faces), "pieces": report["pieces"],
+                   "debris_removed": report["debris_removed"], "empty": report["empty"],
                    "file": f"part_{p.index:02d}.glb"}
-                  for p in generation.parts],
+                  for p, report in zip(generation.parts, generation.reports)],
         "timings": generation.timings, "params": generation.params}, indent=1))
     (out / "retrieved.json").write_text(json.dumps(generation.retrieved, indent=1))
     paths += [out / "parts.json", out / "retrieved.json"]

@@ -33,18 +33,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engine.eval.vae_eval import encoding_sizes
 from engine.models.dual_lane_dit import DualLaneDiT
 from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler, initial_noise
 from engine.models.latent_scale import LatentScale
 from engine.models.rag_context import RetrievalContext, fuse_context, per_part_rows
+from bridge.protocol import Part
 from engine.models.vecset_vae import VecSetVAE
-from engine.pipelines import retrieval_step
 from engine.pipelines.decode import ExtractSettings, decode_parts
-from engine.pipelines.exemplars import BANK_NAME, ExemplarBank, Hit
-from engine.pipelines.image_prep import frame_object, to_rgba
-from engine.pipelines.library_bank import library_fingerprint
+from engine.render.image_prep import frame_object, to_rgba
+from engine.retrieval import conditioning
+from engine.retrieval.exemplars import BANK_NAME, ExemplarBank, Hit
 from engine.retrieval.library import PartLibrary
+from engine.retrieval.library_bank import library_fingerprint
 
 # 12 Euler steps (the reference takes 50) keep an 8-part object near 10 s on 2 CPU cores.
 DEFAULT_TOP_K, DEFAULT_STEPS = 3, 12
@@ -60,7 +60,7 @@ STAGES = {"encode": (0.0, 0.05), "retrieve": (0.05, 0.1), "denoise": (0.1, 0.7),
           "decode": (0.7, 1.0)}  # share of the overall progress
 
 
-def conditioning(folder: Path) -> tuple[str, dict]:
+def folder_conditioning(folder: Path) -> tuple[str, dict]:
     """What a model folder declares it was trained on: (image encoder spec, retrieval
     settings). A PartRAG bundle names its encoder in rag/retrieval.json; a public PartCrafter
     folder has no retrieval settings and is conditioned on its own image_encoder_dinov2/."""
@@ -68,12 +68,12 @@ def conditioning(folder: Path) -> tuple[str, dict]:
     if path.is_file():
         settings = json.loads(path.read_text())
         return settings["encoder"], settings
-    if not (folder / retrieval_step.PARTCRAFTER_ENCODER).is_dir():
+    if not (folder / conditioning.PARTCRAFTER_ENCODER).is_dir():
         raise FileNotFoundError(
             f"{folder} has neither rag/{RETRIEVAL_SETTINGS} (a PartRAG bundle names its image "
-            f"encoder there) nor {retrieval_step.PARTCRAFTER_ENCODER}/ (a PartCrafter folder's "
+            f"encoder there) nor {conditioning.PARTCRAFTER_ENCODER}/ (a PartCrafter folder's "
             f"DINOv2 image encoder): nothing to condition on the image with")
-    return retrieval_step.partcrafter_spec(folder), {}
+    return conditioning.partcrafter_spec(folder), {}
 
 
 def installed_library(bundle: str | Path) -> Path | None:
@@ -84,22 +84,9 @@ def installed_library(bundle: str | Path) -> Path | None:
 
 
 @dataclass
-class GeneratedPart:
-    vertices: np.ndarray  # (V, 3) float32, local frame
-    faces: np.ndarray  # (F, 3) int32
-    transform: np.ndarray  # (4, 4) float64, local -> object frame
-    label: str
-    index: int
-    mesh_id: str
-    empty: bool  # no surface was found; the mesh is a placeholder cube
-    pieces: int = 1  # connected pieces after the clean-up
-    debris_removed: float = 0.0  # share of the raw part's area the clean-up dropped
-    raw_debris: float = 0.0  # the raw part's area in pieces below 2 % of it (eval figure)
-
-
-@dataclass
 class Generation:
-    parts: list[GeneratedPart]
+    parts: list[Part]  # each with the latent it was decoded from
+    reports: list[dict]  # per part: empty (a placeholder cube), pieces, debris_removed, raw_debris
     retrieved: list[dict]  # asset_id + score of the exemplars in the context
     timings: dict[str, float]  # seconds per stage and in total
     params: dict = field(default_factory=dict)  # what was asked (steps, guidance, seed, top_k)
@@ -114,11 +101,11 @@ class PartRAGPipeline:
                  extract: ExtractSettings | None = None, library: str | Path | None = None):
         folder = Path(folder)
         self.folder, self.device = folder, torch.device(device)
-        spec, self.settings = conditioning(folder)
+        spec, self.settings = folder_conditioning(folder)
         self.transformer = DualLaneDiT.from_pretrained(folder / "transformer").float().to(self.device)
         self.sampler = FlowSampler.from_pretrained(folder / "scheduler")
         self.vae = VecSetVAE.from_pretrained(folder / "vae").float().to(self.device).eval()
-        self.tokens = int(encoding_sizes(self.vae)[0])
+        self.tokens = self.vae.encode_tokens
         self.scale = LatentScale.of(self.vae)  # what the DiT sees: standardised latents
         self.rag = RetrievalContext.beside(folder)
         if self.rag is not None:
@@ -132,7 +119,7 @@ class PartRAGPipeline:
             raise ValueError(f"{folder}'s exemplar bank was not made from the library {library}; "
                              f"run: python -m engine library bank --library {library} "
                              f"--model {folder}")
-        self.encoder = retrieval_step.load_encoder(spec, self.device)
+        self.encoder = conditioning.load_encoder(spec, self.device)
         width = self.transformer.config.cross_attention_dim
         if self.encoder.token_dim != width:
             raise ValueError(f"{spec} gives {self.encoder.token_dim}-channel tokens but the "
@@ -173,7 +160,7 @@ class PartRAGPipeline:
     def encode(self, image: np.ndarray, remove_background: bool = True):
         """Image -> framed RGBA -> encoder tokens, grid, pooled."""
         framed, _ = frame_object(to_rgba(image, remove_background))
-        return retrieval_step.encode_images(self.encoder, [framed])
+        return conditioning.encode_images(self.encoder, [framed])
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, parts: int, *, steps: int = DEFAULT_STEPS,
@@ -208,7 +195,7 @@ class PartRAGPipeline:
         clock = time.perf_counter()
         hits, label_hits = [], []
         if self.bank is not None:
-            key = retrieval_step.object_embedding(encoded.pooled[0]).numpy()
+            key = conditioning.object_embedding(encoded.pooled[0]).numpy()
             label_hits = self.bank.search(key, max(top_k, LABEL_NEIGHBOURS), exclude=exclude)
             hits = label_hits[:top_k]
         query = encoded.tokens.to(self.device)
@@ -243,11 +230,10 @@ class PartRAGPipeline:
         timings["decode"] = time.perf_counter() - clock
 
         labels = start_labels or self.labels(latents, label_hits)
-        out = [GeneratedPart(m.vertices, m.faces, m.transform, label, i, f"mesh{m.mesh_id}", m.empty,
-                             m.pieces, m.debris_removed, m.raw_debris)
-               for i, (m, label) in enumerate(zip(meshes, labels))]
+        part_latents = latents.float().cpu().numpy()
+        out = [m.as_part(label, i, part_latents[i]) for i, (m, label) in enumerate(zip(meshes, labels))]
         timings["total"] = time.perf_counter() - started
-        return Generation(out, [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
+        return Generation(out, [m.report() for m in meshes], [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
                           {"parts": parts, "steps": steps, "guidance": guidance, "seed": seed,
                            "top_k": top_k, "strength": strength})
 

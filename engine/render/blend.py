@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.preview import SHEET_VIEW
-from engine.render.camera import orbit
+from engine.render.camera import sheet_camera
 from engine.render.renderer import RenderWorkerError
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +31,7 @@ def write_blend(parts, blend: Path, render: Path, *, asset_id: str, parameters: 
     material counts, root name)."""
     if not parts:
         raise ValueError("no parts to build")
-    camera = orbit(**SHEET_VIEW, width=size, height=size)
+    camera = sheet_camera(size)
     points = [np.asarray(p.vertices, np.float64) @ np.asarray(p.transform)[:3, :3].T
               + np.asarray(p.transform)[:3, 3] for p in parts]
     radius = max(float(np.linalg.norm(v, axis=1).max()) for v in points)

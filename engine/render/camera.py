@@ -115,3 +115,12 @@ def orbit_views(n_views: int = 4, seed: int = 0, size: int = 256, fov_deg: float
     distance = framing_distance(fov_deg, radius, margin)
     return [orbit((start + k * step + jitter[k]) % 360.0, elevations[k], distance, fov_deg,
                   size, size) for k in range(n_views)]
+
+
+SHEET_AZIMUTH, SHEET_ELEVATION, SHEET_FOV = 35.0, 20.0, 40.0
+
+
+def sheet_camera(size: int) -> Camera:
+    """The three-quarter view of every preview and contact sheet, `size` pixels square."""
+    return orbit(SHEET_AZIMUTH, SHEET_ELEVATION, framing_distance(SHEET_FOV), SHEET_FOV,
+                 width=size, height=size)

@@ -22,12 +22,12 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 
-from engine.data.asset import Part, PartAsset
+from bridge.protocol import Part
 from engine.render.camera import Camera
 from engine.render.colours import decode_ids, id_codes, preview_colours, srgb_to_linear
 
@@ -40,6 +40,13 @@ ANTIALIASING = ("FXAA", "5", "8", "11", "16", "32")
 # would draw part boundaries, and the image must not give the segmentation away.
 _SHADED = {"light": "STUDIO", "cavity": True, "outline": False}
 _IDS = {"light": "FLAT", "aa": "OFF", "cavity": False, "outline": False}
+
+
+class Renderable(Protocol):
+    """What a render needs of an asset (a PartAsset of engine/data/asset.py, a library
+    asset): its parts and a colour per material."""
+    parts: list[Part]
+    materials: np.ndarray  # (M, 3) float RGB in [0, 1]
 
 
 class RenderWorkerError(RuntimeError):
@@ -130,7 +137,7 @@ class Renderer:
             os.close(self._reply_fd)
             self._reply_fd = None
 
-    def render(self, asset: PartAsset, cameras: Sequence[Camera], size: int | None = None,
+    def render(self, asset: Renderable, cameras: Sequence[Camera], size: int | None = None,
                preview: bool = False) -> list[View]:
         """One View per camera: shaded RGBA, part mask and, if `preview`, a part-coloured render.
 
@@ -162,7 +169,7 @@ class Renderer:
                      camera=cam, preview=images["preview"][c] if preview else None)
                 for c, cam in enumerate(cameras)]
 
-    def _write_job(self, out_dir: str, asset: PartAsset, cameras: Sequence[Camera],
+    def _write_job(self, out_dir: str, asset: Renderable, cameras: Sequence[Camera],
                    passes: list[tuple[str, dict, np.ndarray]]) -> str:
         mesh_index: dict[int, int] = {}
         arrays: dict[str, np.ndarray] = {}

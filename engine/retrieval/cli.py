@@ -105,7 +105,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _setup(args):
     import torch
 
-    from engine.training.loop import resolve_device
+    from engine.device import resolve_device
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
@@ -206,7 +206,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_bank(args: argparse.Namespace) -> int:
-    from engine.pipelines.library_bank import install_library_bank
+    from engine.retrieval.library_bank import install_library_bank
 
     settings = install_library_bank(args.model, args.library)
     print(f"{args.model}/rag/bank.npz: {settings['size']} exemplars from {args.library} "

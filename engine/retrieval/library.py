@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from engine.data.asset import Part, PartAsset
+from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
 from engine.retrieval.compact import (decode_mask, decode_rgba, offsets, pack_meshes,
                                       unpack_mesh)
 
@@ -147,8 +147,8 @@ class PartLibrary:
         for p in self.part_rows(row):
             vertices, faces = unpack_mesh(a, int(a["part_mesh"][p]))
             colours.append(a["colours"][p])
-            parts.append(Part(self.part_labels[p], vertices, faces, a["transforms"][p],
-                              int(a["mesh_ids"][p]), len(parts)))
+            parts.append(Part(vertices, faces, a["transforms"][p], self.part_labels[p], len(parts),
+                              mesh_id_name(int(a["mesh_ids"][p])), len(parts)))
         return PartAsset(meta["category"], 0, parts, np.array(colours, dtype=np.float64))
 
     def asset(self, asset_id: str) -> PartAsset:
@@ -239,7 +239,7 @@ def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict
         "asset_parts": offsets([len(r.asset.parts) for r in records]),
         **pack_meshes([(p.vertices, p.faces) for p in parts]),
         "transforms": np.stack([p.transform for p in parts]).astype(np.float64),
-        "mesh_ids": np.array([p.mesh_id for p in parts], dtype=np.int64),
+        "mesh_ids": np.concatenate([mesh_id_numbers(r.asset.parts) for r in records]),
         "colours": np.concatenate([r.asset.materials[[p.material for p in r.asset.parts]]
                                    for r in records]).astype(np.float32),
         "latents": np.concatenate([r.latents for r in records]).astype(np.float16),

@@ -9,11 +9,8 @@ import numpy as np
 import torch
 
 from engine.data.asset import PartAsset
-from engine.eval.metrics import sample_surface
+from engine.geometry.metrics import sample_surface
 from engine.models.vecset_vae import VecSetVAE
-from engine.training.vae import ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY
-
-DEFAULT_POINTS, DEFAULT_TOKENS = 1024, 128  # for VAE folders that do not record theirs
 
 
 class PartEncoder:
@@ -22,9 +19,7 @@ class PartEncoder:
     def __init__(self, vae_folder: str | Path, device: str | torch.device = "cpu"):
         self.folder = Path(vae_folder)
         self.vae = VecSetVAE.from_pretrained(self.folder).float().to(device)
-        extra = self.vae.extra_config
-        self.points = int(extra.get(ENCODE_POINTS_KEY, DEFAULT_POINTS))
-        self.tokens = int(extra.get(ENCODE_TOKENS_KEY, DEFAULT_TOKENS))
+        self.points, self.tokens = self.vae.encode_points, self.vae.encode_tokens
         self.channels = self.vae.config.latent_channels
         self.device = torch.device(device)
 

@@ -1,23 +1,18 @@
-"""`python -m engine train ...`: train a network into a run folder, optionally export it."""
+"""`python -m engine train vae|retriever ...`: the VAEs and the HCR retriever into a run
+folder, optionally exported (`train dit` is engine/training/dit_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
-RECIPE_HELP = "recipe name (small, tiny) or a JSON file with the recipe's keys"
+from engine.training.run_arguments import (INTERRUPTED, add_device_arguments,
+                                           add_recipe_arguments, recipe_and_config, report_run)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a network (resumable run folders)")
-    sub = parser.add_subparsers(dest="train_command", required=True)
-    from engine.training.dit_cli import add_dit
-
-    add_dit(sub)
-
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `vae` and `retriever` to the `train` command's subcommands."""
     vae = sub.add_parser("vae", help="part VAE or Geom-Seg VAE on a dataset's cached examples")
     vae.add_argument("--kind", choices=["part", "geomseg"], required=True,
                      help="part: one part per example (object frame); geomseg: whole objects "
@@ -60,45 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ret.set_defaults(run=run_train_retriever)
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, per_step: str,
-                         config_help: str = RECIPE_HELP) -> None:
-    """--config and the recipe's overrides (--steps, --batch, --lr, --seed); `per_step`
-    names what a batch counts."""
-    parser.add_argument("--config", default="small", help=config_help)
-    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument("--batch", type=int, help=f"{per_step} per step (default: the recipe's)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
-
-
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads for torch (default torch's; 1 is steadier when another "
-                        "job shares the cores)")
-
-
-def recipe_and_config(args: argparse.Namespace, load_recipe):
-    """Apply --threads, load --config and its TrainConfig with the command line's overrides."""
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recipe = load_recipe(args.config)
-    return recipe, recipe.train_config(steps=args.steps, batch_size=args.batch, lr=args.lr,
-                                       seed=args.seed)
-
-
-def report_run(result, config, title: str, out: Path) -> bool:
-    """Print how the run ended; False when it was stopped early (exit with INTERRUPTED)."""
-    if not result.finished:
-        print(f"stopped at step {result.step} of {config.steps}; continue with the same "
-              f"command plus --resume", file=sys.stderr)
-        return False
-    print(f"{title}: {result.step} steps, final val (EMA) {result.val_summary} -> {out}")
-    return True
-
-
 def run_train_vae(args: argparse.Namespace) -> int:
     from engine.training.vae import load_recipe, train_vae
 
@@ -119,8 +75,8 @@ def run_train_retriever(args: argparse.Namespace) -> int:
 
     from engine.retrieval.encoders import load_encoder
     from engine.retrieval.shape import PartEncoder
-    from engine.retrieval.train import build_features, export_model, load_recipe, train_retriever
-    from engine.training.loop import resolve_device
+    from engine.training.retriever import build_features, export_model, load_recipe, train_retriever
+    from engine.device import resolve_device
     from engine.training.model_card import retrain_command
 
     recipe, config = recipe_and_config(args, load_recipe)

@@ -33,8 +33,8 @@ from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig,
                                        per_part_rows)
 from engine.training import dit_data, model_card, recipes
 from engine.training.flow_matching import NUM_TRAIN_TIMESTEPS, flow_target, noisy_latents, per_row
-from engine.training.loop import (TrainConfig, TrainResult, describe_device, resolve_device,
-                                  train)
+from engine.device import describe_device, resolve_device
+from engine.training.loop import TrainConfig, TrainResult, train
 
 RETRIEVAL_SETTINGS = "retrieval.json"  # in rag/: BankOptions + max_k
 

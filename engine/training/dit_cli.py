@@ -1,4 +1,4 @@
-"""`python -m engine train dit ...`: the PartRAG generator (registered by training/cli.py)."""
+"""`python -m engine train dit ...`: the PartRAG generator."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.training.cli import (INTERRUPTED, add_device_arguments, add_recipe_arguments,
-                                 recipe_and_config, report_run)
+from engine.training.run_arguments import (INTERRUPTED, add_device_arguments,
+                                           add_recipe_arguments, recipe_and_config, report_run)
 
 
-def add_dit(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `dit` to the `train` command's subcommands."""
     dit = sub.add_parser("dit", help="PartRAG dual-lane DiT with retrieval (stage 1: flow "
                          "matching; stage 2: + HCR loss) on a dataset's latent cache")
     dit.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.json)")

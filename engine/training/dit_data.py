@@ -28,9 +28,9 @@ from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
 from engine.models.latent_scale import LatentScale
 from engine.training.flow_matching import logit_normal_sigmas
-from engine.pipelines import retrieval_step
-from engine.pipelines.exemplars import ExemplarBank, exemplar_latents, spread_subset
-from engine.pipelines.image_prep import frame_object
+from engine.retrieval import conditioning
+from engine.retrieval.exemplars import ExemplarBank, exemplar_latents, spread_subset
+from engine.render.image_prep import frame_object
 
 CACHE_VERSION = 1
 
@@ -38,7 +38,7 @@ CACHE_VERSION = 1
 @dataclass(frozen=True)
 class BankOptions:
     """How retrieved exemplars are summarised (stored with the bundle's rag/ weights)."""
-    encoder: str = retrieval_step.DEFAULT_ENCODER
+    encoder: str = conditioning.DEFAULT_ENCODER
     image_grid: int = 2  # exemplar image tokens: its view pooled to grid x grid
     tokens_per_part: int = 4
     max_parts: int = 8
@@ -65,9 +65,9 @@ def cache_object(folder: Path, encoder, parts) -> dict[str, np.ndarray]:
     asset = load_asset(folder)
     latents = parts.encode(asset, object_seed(folder.name) % (2**31))
     views, masks = read_object_views(folder)
-    encoded = retrieval_step.encode_images(encoder, views)
+    encoded = conditioning.encode_images(encoder, views)
     n = len(asset.parts)
-    cover = np.stack([retrieval_step.mask_coverage(m[None] == np.arange(n)[:, None, None],
+    cover = np.stack([conditioning.mask_coverage(m[None] == np.arange(n)[:, None, None],
                                                    encoded.grid).numpy() for m in masks])
     return {"latents": latents.astype(np.float16),
             "tokens": encoded.tokens.numpy().astype(np.float16),
@@ -88,8 +88,8 @@ def build_latent_cache(data: Path, cache: Path, split: str, vae_folder: Path,
     paths = [cache / split / f"{name}.npz" for name in names]
     todo = [(name, path) for name, path in zip(names, paths) if not path.is_file()]
     if todo:
-        encoder = retrieval_step.load_encoder(encoder_spec, device)
-        parts = retrieval_step.part_encoder(vae_folder, device)
+        encoder = conditioning.load_encoder(encoder_spec, device)
+        parts = conditioning.part_encoder(vae_folder, device)
         for name, path in tqdm(todo, desc=f"latent cache {split}", unit="obj",
                                disable=not progress):
             save_npz(path, cache_object(data / split / name, encoder, parts))
@@ -120,7 +120,7 @@ def load_cached(paths: list[Path]) -> list[CachedObject]:
 
 
 def object_key(obj: CachedObject) -> np.ndarray:
-    return retrieval_step.object_embedding(torch.from_numpy(obj.pooled).mean(0)).numpy()
+    return conditioning.object_embedding(torch.from_numpy(obj.pooled).mean(0)).numpy()
 
 
 def build_bank(objects: list[CachedObject], options: BankOptions) -> ExemplarBank:
@@ -129,7 +129,7 @@ def build_bank(objects: list[CachedObject], options: BankOptions) -> ExemplarBan
     chosen = spread_subset(keys, options.size)
     picked = [objects[i] for i in chosen]
     image_tokens = torch.cat([
-        retrieval_step.pooled_tokens(torch.from_numpy(o.tokens[:1].astype(np.float32)), o.grid,
+        conditioning.pooled_tokens(torch.from_numpy(o.tokens[:1].astype(np.float32)), o.grid,
                                      options.image_grid) for o in picked]).numpy()
     cz = picked[0].latents.shape[-1]
     means = np.zeros((len(picked), options.max_parts, cz), np.float32)
@@ -187,7 +187,7 @@ class DiTExamples:
         if paths.bridge_fraction and not self.library:
             raise ValueError("bridge paths need the bank assets' part latents (library)")
         # Neighbours of every (object, view), computed once.
-        self.hits = [[bank.search(retrieval_step.object_embedding(torch.from_numpy(p)).numpy(),
+        self.hits = [[bank.search(conditioning.object_embedding(torch.from_numpy(p)).numpy(),
                                   max_k, exclude=o.name) for p in o.pooled] for o in objects]
 
     def batch(self, rng: np.random.Generator, size: int, k: int | None = None) -> dict:

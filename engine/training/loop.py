@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from engine.device import resolve_device
 from engine.training.curves import write_curves, write_log
 from engine.training.ema import EMA
 
@@ -95,19 +96,6 @@ def step_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     sequence = np.random.SeedSequence([seed, stream, index])
     torch.manual_seed(int(sequence.generate_state(1, np.uint64)[0] % (2**63)))
     return np.random.default_rng(sequence)
-
-
-def describe_device(device: torch.device) -> str:
-    """What a run trained on, for model cards."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}"
-    return f"CPU, {torch.get_num_threads()} threads"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

@@ -18,14 +18,12 @@ from torch import nn
 
 from engine.data.vae_data import CacheOptions, SampleOptions, VAEExamples, build_cache
 from engine.models.checkpoint import WEIGHTS_NAME
-from engine.models.vecset_vae import VecSetVAE, VecSetVAEConfig
+from engine.models.vecset_vae import (ENCODE_POINTS_KEY, ENCODE_TOKENS_KEY, VecSetVAE,
+                                      VecSetVAEConfig)
 from engine.training import model_card, recipes
-from engine.training.loop import (BatchFn, LossFn, TrainConfig, TrainResult, describe_device,
-                                  resolve_device, train, validate)
+from engine.device import describe_device, resolve_device
+from engine.training.loop import BatchFn, LossFn, TrainConfig, TrainResult, train, validate
 
-# Written into an exported VAE's config.json (kept by VecSetVAE as extra config) so users
-# of the bundle encode the way it was trained.
-ENCODE_TOKENS_KEY, ENCODE_POINTS_KEY = "encode_num_tokens", "encode_num_points"
 FP16_TOLERANCE = 0.01  # relative rise of the validation loss that float16 weights may cost
 MAX_BUNDLE_MB = 40
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from bridge.protocol import Part, Result
+from bridge.protocol import Result
 from engine.server import pipelines
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -30,7 +30,7 @@ class PartRAGService:
         with self._lock:
             if self._pipeline is None:
                 from engine.pipelines.partrag import PartRAGPipeline, installed_library
-                from engine.training.loop import resolve_device
+                from engine.device import resolve_device
 
                 self._pipeline = PartRAGPipeline(self.folder, resolve_device("auto"),
                                                  library=installed_library(self.folder))
@@ -53,11 +53,10 @@ class PartRAGService:
             guidance=params["guidance"], seed=params["seed"],
             top_k=params["top_k"],  # None (guidance, top-k): the pipeline's default
             progress=progress, check_cancelled=check_cancelled)
-        parts = [Part(p.vertices, p.faces, p.transform, p.label, p.index, p.mesh_id)
-                 for p in generation.parts]
-        return Result(parts, {"retrieved": generation.retrieved, "timings": generation.timings,
+        return Result(generation.parts, {"retrieved": generation.retrieved, "timings": generation.timings,
                               "params": generation.params,
-                              "empty_parts": [p.index for p in generation.parts if p.empty]})
+                              "empty_parts": [p.index for p, report in zip(generation.parts, generation.reports)
+                                              if report["empty"]]})
 
 
 def register_installed(models: Path = DEFAULT_MODELS) -> list[str]:

@@ -6,7 +6,7 @@ the first job, on the worker thread, and stay loaded. Without a library nothing 
 and the server answers `model_unavailable`.
 
 Object-level search ranks assets by the encoder's pooled vector, the space the generator
-retrieves in (engine/pipelines/library_bank.py says why); part-level search needs a trained
+retrieves in (engine/retrieval/library_bank.py says why); part-level search needs a trained
 HCR retriever (`<models>/retriever`), whose learned part queries find parts in an image
 without masks. The request image is framed as the generator frames it.
 """
@@ -18,7 +18,7 @@ import logging
 import threading
 from pathlib import Path
 
-from bridge.protocol import Part, Result
+from bridge.protocol import Result
 from engine.retrieval.library import INDEX_NAME, LibraryError
 from engine.server import pipelines
 
@@ -44,7 +44,7 @@ class LibraryService:
         from engine.retrieval.hcr import HCR
         from engine.retrieval.library import PartLibrary
         from engine.retrieval.search import Searcher
-        from engine.training.loop import resolve_device
+        from engine.device import resolve_device
 
         device = resolve_device("auto")
         library = PartLibrary.load(self.folder)
@@ -63,7 +63,7 @@ class LibraryService:
         return library, objects, parts
 
     def search(self, request: pipelines.Request, progress, cancelled) -> Result:
-        from engine.pipelines.image_prep import frame_object, to_rgba
+        from engine.render.image_prep import frame_object, to_rgba
 
         progress("load", 0.0)
         library, objects, parts = self.load()
@@ -102,8 +102,7 @@ class LibraryService:
         parts = []
         if params["parts"]:
             asset = library.part_asset_of(row)
-            parts = [Part(p.vertices, p.faces, p.transform, p.label, index, str(p.mesh_id))
-                     for index, p in enumerate(asset.parts)]
+            parts = asset.parts
             metadata["colours"] = asset.materials.round(4).tolist()  # one RGB per part
         arrays = {"thumbnail": library.thumbnail_bytes(row)} if params["thumbnail"] else {}
         return Result(parts, metadata, arrays)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.pipelines import retrieval_step
-from engine.pipelines.exemplars import BANK_NAME, ExemplarBank, exemplar_latents
-from engine.pipelines.image_prep import frame_object
+from engine.retrieval import conditioning
+from engine.retrieval.exemplars import BANK_NAME, ExemplarBank, exemplar_latents
+from engine.render.image_prep import frame_object
 from engine.retrieval.library import PartLibrary
 
 SETTINGS = "retrieval.json"
@@ -49,8 +49,8 @@ def bank_from_library(library: PartLibrary, encoder, image_grid: int, tokens_per
     means, labels = None, np.full((len(library), max_parts), "", dtype=object)
     for row in tqdm(range(len(library)), desc="exemplar bank", unit="asset", disable=not progress):
         view, mask = library.view(row, 0)
-        encoded = retrieval_step.encode_images(encoder, [frame_object(view, mask)[0]])
-        image_tokens.append(retrieval_step.pooled_tokens(encoded.tokens, encoded.grid,
+        encoded = conditioning.encode_images(encoder, [frame_object(view, mask)[0]])
+        image_tokens.append(conditioning.pooled_tokens(encoded.tokens, encoded.grid,
                                                          image_grid)[0].numpy())
         parts = library.latents(row)[:max_parts]
         latents.append(exemplar_latents(parts, tokens_per_part, max_parts))
@@ -73,7 +73,7 @@ def install_library_bank(bundle: str | Path, library_folder: str | Path,
         raise FileNotFoundError(f"{bundle} has no rag/{SETTINGS}; it is not a PartRAG bundle")
     settings = json.loads(settings_path.read_text())
     library = PartLibrary.load(library_folder)
-    encoder = retrieval_step.load_encoder(settings["encoder"])
+    encoder = conditioning.load_encoder(settings["encoder"])
     bank = bank_from_library(library, encoder, settings["image_grid"],
                              settings["tokens_per_part"], settings["max_parts"], progress)
     bank.save(rag / BANK_NAME)
