@@ -1,7 +1,8 @@
 """Partsmith's inference engine, in layers: a module imports only from its own layer and the
 layers below it (tests/test_layers.py checks every import, at top level or in a function).
 
-    device      where to compute, and a stopwatch for stage timings (engine/device.py)
+    base        where to compute and a stopwatch for stage timings (engine/device.py),
+                atomic file writes (engine/files.py)
     geometry    meshes: surface sampling and metrics, inside tests, extraction, clean-up
     models      the networks and their checkpoint folders (VecSet VAE, Geom-Seg VAE, DiT)
     render      Blender Workbench renders, cameras, contact sheets, input-image preparation
@@ -17,5 +18,5 @@ layers below it (tests/test_layers.py checks every import, at top level or in a 
 `bridge/` sits below all of them: the engine and the add-on share it, it imports no engine.
 """
 
-LAYERS = ("device", "geometry", "models", "render", "data", "retrieval", "training",
+LAYERS = ("base", "geometry", "models", "render", "data", "retrieval", "training",
           "pipelines", "eval", "server", "cli")

@@ -8,7 +8,7 @@ from pathlib import Path
 from engine import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = {"device": "device", "cli": "cli", "demo": "cli", "__main__": "cli", "__init__": "device"}
+TOP_LEVEL = {"device": "base", "files": "base", "cli": "cli", "demo": "cli", "__main__": "cli"}
 
 
 def module_name(path: Path) -> str:
@@ -21,7 +21,7 @@ def module_name(path: Path) -> str:
 def layer_of(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
-        return "device"  # the package docstring and LAYERS
+        return "base"  # the package docstring and LAYERS
     if len(parts) == 1 and parts[0] in TOP_LEVEL:
         return TOP_LEVEL[parts[0]]
     if parts[-1] == "cli" or parts[-1].endswith("_cli"):

@@ -5,10 +5,11 @@ file and a rerun skips the finished ones."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from engine.files import write_atomic, write_json_atomic
 
 OPTIONS_FILE = "options.json"
 
@@ -24,14 +25,9 @@ def check_options(cache: Path, wanted: dict) -> None:
                              f"delete it or use another cache folder")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(wanted, indent=1))
+        write_json_atomic(path, wanted)
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """np.savez to `path` through a temporary file beside it (named per process, so pool
-    workers never share one), renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    """np.savez to `path`, atomically."""
+    return write_atomic(path, lambda tmp: np.savez(tmp, **arrays))

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from engine.files import write_json_atomic
 from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
 from engine.data.categories import categories, generate_asset
 from engine.geometry.metrics import part_overlap_iou, sample_surface
@@ -191,12 +192,6 @@ def plan(counts: dict[str, int], seed: int) -> list[ObjectSpec]:
     names = categories()
     return [ObjectSpec(split, i, names[i % len(names)], seed)
             for split in SPLITS for i in range(counts.get(split, 0))]
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def build_dataset(root: Path, counts: dict[str, int], seed: int = 0, options: BuildOptions = BuildOptions(),

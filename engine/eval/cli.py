@@ -4,9 +4,10 @@ the evaluation code (torch) loads when a command runs."""
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
+
+from engine.files import write_json_atomic
 
 PAPER_SAMPLES = 204_800  # engine.geometry.metrics.PAPER_SAMPLES, without importing scipy here
 
@@ -104,7 +105,7 @@ def run_eval_vae(args: argparse.Namespace) -> int:
               f"CD {figures['chamfer']:.4f}, F@0.1 {figures['fscore']:.4f}")
         report["geomseg"] = figures
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    write_json_atomic(args.out / "results.json", report)
     if kept:
         print(f"comparison sheet: {write_comparison_sheet(kept, args.out / 'reconstructions.png')}")
     return 0
@@ -150,6 +151,5 @@ def run_eval_retrieval(args: argparse.Namespace) -> int:
     best = searchers[-1]
     print(f"query sheet ({best.name}): {query_sheet(best, queries, args.sheet)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"rows": rows, "latency": timing},
-                                                      indent=1))
+    write_json_atomic(args.out / "results.json", {"rows": rows, "latency": timing})
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from engine.files import write_json_atomic, write_text_atomic
 
 PAPER_SAMPLES = 204_800
 
@@ -54,8 +55,8 @@ def run_eval_generation(args: argparse.Namespace) -> int:
             f"{settings.guidance}, {args.samples:,} samples):\n\n{markdown_table(table)}\n")
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(text)
-    (args.out / "results.json").write_text(json.dumps({"table": table, "objects": rows}, indent=1))
+    write_text_atomic(args.out / "results.md", text)
+    write_json_atomic(args.out / "results.json", {"table": table, "objects": rows})
     if kept:
         print(f"picture: {write_picture(kept, args.out / 'generation.png')}")
     return 0
@@ -130,8 +131,8 @@ def run_diagnose(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     def flush() -> None:  # each section is written as soon as it is measured
-        (args.out / "diagnosis.md").write_text("\n".join(lines) + "\n")
-        (args.out / "diagnosis.json").write_text(json.dumps(report, indent=1))
+        write_text_atomic(args.out / "diagnosis.md", "\n".join(lines) + "\n")
+        write_json_atomic(args.out / "diagnosis.json", report)
 
     flush()
     folders = object_folders(args.data, args.split, args.limit)

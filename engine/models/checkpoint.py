@@ -12,6 +12,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine.files import write_atomic, write_text_atomic
+
 CONFIG_NAME = "config.json"
 LISTED = 20  # names shown per kind of problem; a wrong size config misfits hundreds
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -89,9 +91,7 @@ def load_pretrained(cls: type[M], config_type: type, folder: str | Path,
 
 def write_config(config: dict, folder: str | Path, name: str = CONFIG_NAME) -> None:
     """Write `config` as the folder's config.json (or `name`), creating the folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(Path(folder) / name, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def save_folder(module: nn.Module, config: dict, folder: str | Path) -> None:
@@ -100,5 +100,5 @@ def save_folder(module: nn.Module, config: dict, folder: str | Path) -> None:
     write_config(config, folder)
     weights = {name: tensor.detach().contiguous().cpu()
                for name, tensor in module.state_dict().items()}
-    save_file(weights, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    write_atomic(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
 

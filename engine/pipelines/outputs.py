@@ -5,7 +5,6 @@ local-frame mesh, and parts sharing a mesh id share one glTF mesh (linked duplic
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import trimesh
 
 from bridge.protocol import Part
 from engine.data.asset import PartAsset
+from engine.files import write_atomic, write_json_atomic
 
 PREVIEW_SIZE = 512
 PREVIEW_MATERIAL = (0.7, 0.7, 0.7)
@@ -48,7 +48,7 @@ def render_preview(parts, path: Path, renderer=None) -> Path:
             image = own.render(as_asset(parts), [camera], preview=True)[0].preview
     else:
         image = renderer.render(as_asset(parts), [camera], preview=True)[0].preview
-    Image.fromarray(image).save(path)
+    write_atomic(path, Image.fromarray(image).save)
     return path
 
 
@@ -58,21 +58,17 @@ def write_generation(generation, out: Path, preview: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for part in generation.parts:
-        path = out / f"part_{part.index:02d}.glb"
-        scene_of([part]).export(path)
-        paths.append(path)
-    scene_of(generation.parts).export(out / "object.glb")
-    paths.append(out / "object.glb")
-    (out / "parts.json").write_text(json.dumps({
+        paths.append(write_atomic(out / f"part_{part.index:02d}.glb", scene_of([part]).export))
+    paths.append(write_atomic(out / "object.glb", scene_of(generation.parts).export))
+    paths.append(write_json_atomic(out / "parts.json", {
         "parts": [{"index": p.index, "label": p.label, "mesh_id": p.mesh_id,
                    "transform": p.transform.tolist(), "vertices": len(p.vertices),
                    "faces": len(p.faces), "pieces": report["pieces"],
                    "debris_removed": report["debris_removed"], "empty": report["empty"],
                    "file": f"part_{p.index:02d}.glb"}
                   for p, report in zip(generation.parts, generation.reports)],
-        "timings": generation.timings, "params": generation.params}, indent=1))
-    (out / "retrieved.json").write_text(json.dumps(generation.retrieved, indent=1))
-    paths += [out / "parts.json", out / "retrieved.json"]
+        "timings": generation.timings, "params": generation.params}))
+    paths.append(write_json_atomic(out / "retrieved.json", generation.retrieved))
     if preview:
         paths.append(render_preview(generation.parts, out / "preview.png"))
     return paths

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from engine.files import write_atomic
 from engine.render.colours import BACKGROUND, preview_colours
 
 SHEET_BACKGROUND = (240, 240, 240)
@@ -57,13 +57,4 @@ def contact_sheet(images: Sequence[np.ndarray], path: str | os.PathLike,
         sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
         if captions is not None:
             draw.text((x + 2, y + tile + 1), captions[i], fill=(40, 40, 40), font=font)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sheet-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sheet.save(f, format="PNG")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a sheet is for looking at
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda tmp: sheet.save(tmp, format="PNG"))

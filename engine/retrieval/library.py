@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from engine.files import write_atomic, write_json_atomic
 from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
 from engine.retrieval.compact import (decode_mask, decode_rgba, offsets, pack_meshes,
                                       unpack_mesh)
@@ -260,15 +260,15 @@ def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict
     blob = b"".join(images)
     tag = hashlib.sha256(blob + b"".join(a.tobytes() for a in arrays.values())).hexdigest()[:16]
     arrays_name, images_name = f"arrays-{tag}.safetensors", f"images-{tag}.bin"
-    _write_atomic(folder / images_name, lambda path: path.write_bytes(blob))
-    _write_atomic(folder / arrays_name, lambda path: save_file(arrays, path))
+    write_atomic(folder / images_name, lambda path: path.write_bytes(blob))
+    write_atomic(folder / arrays_name, lambda path: save_file(arrays, path))
     info = {"format": FORMAT, "version": VERSION, "arrays": arrays_name, "images": images_name,
             "encoders": [{"key": k, "dim": d} for k, d in encoders.items()], "shape": shape,
             "stored_views": stored_views,
             "counts": {"assets": len(records), "parts": len(parts)}, **(extra or {}),
             "assets": [{"id": r.id, "category": r.category, "source": r.source,
                         "labels": r.asset.labels, "views": len(r.views)} for r in records]}
-    _write_atomic(folder / INDEX_NAME, lambda path: path.write_text(json.dumps(info, indent=1)))
+    write_json_atomic(folder / INDEX_NAME, info)
     for stale in folder.glob("arrays-*.safetensors"):
         if stale.name != arrays_name:
             stale.unlink()
@@ -278,11 +278,4 @@ def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict
     return folder
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+

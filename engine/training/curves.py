@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+
+from engine.files import write_atomic, write_json_atomic
 
 LOG_NAME = "log.json"
 CURVES_NAME = "loss.png"
@@ -13,10 +13,7 @@ CURVES_NAME = "loss.png"
 def write_log(run_dir: Path, log: dict) -> Path:
     """`log` = {"train": [{"step", "lr", <losses>...}], "val": [{"step", <losses>...}]}."""
     path = Path(run_dir) / LOG_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(log, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, log)
 
 
 def write_curves(run_dir: Path, log: dict, title: str = "") -> Path:
@@ -44,10 +41,8 @@ def write_curves(run_dir: Path, log: dict, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        write_atomic(path, fig.savefig)
     finally:
         plt.close(fig)
     return path

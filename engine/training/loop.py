@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from engine.files import write_atomic
 from engine.device import resolve_device
 from engine.training.curves import write_curves, write_log
 from engine.training.ema import EMA
@@ -137,11 +138,9 @@ class StopRequest:
 
 def save_checkpoint(path: Path, model: nn.Module, ema: EMA, optimizer, step: int,
                     config: TrainConfig, log: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "step": step, "config": asdict(config),
-                "log": log}, tmp)
-    tmp.replace(path)
+    state = {"model": model.state_dict(), "ema": ema.state_dict(),
+             "optimizer": optimizer.state_dict(), "step": step, "config": asdict(config), "log": log}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path, model: nn.Module, ema: EMA, optimizer,

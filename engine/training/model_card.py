@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from engine.files import write_text_atomic
+
 MODEL_CARD_NAME = "MODEL_CARD.md"
 
 
@@ -20,5 +22,4 @@ def write_model_card(folder: Path, title: str, lines: list[str],
     (default: this process's command line)."""
     path = Path(folder) / MODEL_CARD_NAME
     text = [f"# {title}", "", *lines, f"- Retrain: `{command or retrain_command()}`", ""]
-    path.write_text("\n".join(text))
-    return path
+    return write_text_atomic(path, "\n".join(text))

@@ -7,6 +7,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from engine.files import write_json_atomic
+
 RECIPE_NAME = "recipe.json"  # in a run folder: what the run was started with
 
 
@@ -35,4 +37,4 @@ def record_recipe(run_dir: Path, recipe: dict, resume: bool) -> None:
     recipe = json.loads(json.dumps(recipe))  # as read back (tuples become lists)
     if resume and path.is_file() and json.loads(path.read_text()) != recipe:
         raise ValueError(f"{run_dir} was started with another recipe ({path})")
-    path.write_text(json.dumps(recipe, indent=1))
+    write_json_atomic(path, recipe)

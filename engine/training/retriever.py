@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
+from engine.files import write_atomic, write_json_atomic
 from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
 from engine.models.checkpoint import WEIGHTS_NAME
@@ -111,10 +111,8 @@ def build_features(data: Path, cache: Path, split: str, encoder: ImageEncoder,
               "view_object": np.concatenate(view_object).astype(np.int64),
               "labels": label_ids, "shape": np.stack(shapes).astype(np.float32)}
     Path(cache).mkdir(parents=True, exist_ok=True)
-    tmp = arrays_path.with_name(f".{arrays_path.name}.{os.getpid()}.tmp")
-    save_file(arrays, tmp)
-    os.replace(tmp, arrays_path)
-    info_path.write_text(json.dumps({**info, "labels": vocabulary}, indent=1))
+    write_atomic(arrays_path, lambda tmp: save_file(arrays, tmp))
+    write_json_atomic(info_path, {**info, "labels": vocabulary})
     return arrays_path
 
 
