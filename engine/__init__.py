@@ -8,8 +8,9 @@ layers below it (tests/test_layers.py checks every import, at top level or in a 
     render      Blender Workbench renders, cameras, contact sheets, input-image preparation
     data        part-structured assets, the procedural dataset, training caches
     retrieval   the part library, encoders, HCR, exemplar banks and conditioning
-    training    the training loop and the recipes of every trained model
-    pipelines   image -> parts: PartRAG and the files it writes
+    pipelines   image -> parts: the bundle contract, PartRAG and the files it writes
+    training    the training loop and the recipes of every trained model (exports bundles
+                through the pipelines' save_pretrained)
     eval        figures of trained models and pipelines
     server      the engine process behind the bridge, and the services it runs
     cli         command lines: engine/cli.py, engine/demo.py, and each package's cli.py and
@@ -18,5 +19,5 @@ layers below it (tests/test_layers.py checks every import, at top level or in a 
 `bridge/` sits below all of them: the engine and the add-on share it, it imports no engine.
 """
 
-LAYERS = ("base", "geometry", "models", "render", "data", "retrieval", "training",
-          "pipelines", "eval", "server", "cli")
+LAYERS = ("base", "geometry", "models", "render", "data", "retrieval", "pipelines",
+          "training", "eval", "server", "cli")

@@ -43,7 +43,8 @@ def serve(args) -> int:
 
     for name in args.pipeline_module:
         importlib.import_module(name).register_pipelines()
-    from engine.server.partrag_service import DEFAULT_MODELS, register_installed
+    from engine.pipelines.registry import DEFAULT_MODELS
+    from engine.server.bundle_service import register_installed
     from engine.server.library_service import register_library
 
     register_installed(args.models or DEFAULT_MODELS)

@@ -36,7 +36,7 @@ def image_to_blend(image: Path, out: Path, parts: int, *, model: Path | None = N
     """Generate parts for `image` with the PartRAG bundle `model` (default: the shipped one)
     into `out`, then the .blend and its render; returns the main output paths."""
     from engine.pipelines.cli import generate_files, read_image
-    from engine.server.partrag_service import DEFAULT_MODELS
+    from engine.pipelines.registry import DEFAULT_MODELS
     from engine.render.blend import write_blend
 
     model = model or DEFAULT_MODELS / "partrag"

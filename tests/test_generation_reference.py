@@ -37,7 +37,7 @@ def generate() -> dict[str, np.ndarray]:
     from engine.pipelines.partrag import PartRAGPipeline
 
     torch.set_num_threads(1)
-    pipeline = PartRAGPipeline(BUNDLE, "cpu", library=LIBRARY,
+    pipeline = PartRAGPipeline.from_pretrained(BUNDLE, "cpu", library=LIBRARY,
                                extract=ExtractSettings(resolution=64, coarse_resolution=16))
     image = np.asarray(Image.open(IMAGE).convert("RGBA"))
     generation = pipeline(image, REQUEST["parts"], steps=REQUEST["steps"], seed=REQUEST["seed"])

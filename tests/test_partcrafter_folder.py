@@ -60,7 +60,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(folder):
-    return PartRAGPipeline(folder, extract=FAST)
+    return PartRAGPipeline.from_pretrained(folder, extract=FAST)
 
 
 def object_image() -> np.ndarray:
@@ -122,10 +122,10 @@ def test_a_folder_without_its_image_encoder_is_refused(folder, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken, ignore=shutil.ignore_patterns("image_encoder_dinov2"))
     with pytest.raises(FileNotFoundError, match="image_encoder_dinov2/"):
-        PartRAGPipeline(broken)
+        PartRAGPipeline.from_pretrained(broken)
     wrong = write_partcrafter_folder(tmp_path / "wrong", hidden_size=16)
     with pytest.raises(ValueError, match="16-channel tokens.*cross_attention_dim is 32"):
-        PartRAGPipeline(wrong)
+        PartRAGPipeline.from_pretrained(wrong)
 
 
 def test_generate_cli_on_a_public_folder(folder, tmp_path, capsys):

@@ -31,7 +31,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(world):
-    return PartRAGPipeline(world["bundle"], extract=FAST)
+    return PartRAGPipeline.from_pretrained(world["bundle"], extract=FAST, library=None)
 
 
 # ------------------------------------------------------------------ flow conventions
@@ -153,14 +153,14 @@ def test_bundle_guidance_default_is_declared_by_its_scheduler(world, tmp_path):
     from engine.models.flow_sampler import GUIDANCE_KEY
     from engine.pipelines.partrag import REFERENCE_GUIDANCE
 
-    plain = PartRAGPipeline(world["bundle"], extract=FAST)
+    plain = PartRAGPipeline.from_pretrained(world["bundle"], extract=FAST)
     assert plain.default_guidance == REFERENCE_GUIDANCE
     bundle = tmp_path / "bundle"
     shutil.copytree(world["bundle"], bundle)
     config = json.loads((bundle / "scheduler" / "scheduler_config.json").read_text())
     (bundle / "scheduler" / "scheduler_config.json").write_text(
         json.dumps({**config, GUIDANCE_KEY: 1.0}))
-    declared = PartRAGPipeline(bundle, extract=FAST)
+    declared = PartRAGPipeline.from_pretrained(bundle, extract=FAST)
     image = reference_image(world)
     assert declared.default_guidance == 1.0
     assert declared(image, 2, steps=1).params["guidance"] == 1.0
@@ -304,7 +304,7 @@ def test_generation_starts_from_retrieved_parts_with_the_library(installed, worl
 
     bundle = installed / "partrag"
     assert installed_library(bundle) == installed / "library"
-    pipeline = PartRAGPipeline(bundle, extract=FAST, library=installed_library(bundle))
+    pipeline = PartRAGPipeline.from_pretrained(bundle, extract=FAST, library=installed_library(bundle))
     image = reference_image(world)
     generation = pipeline(image, 3, steps=2, seed=1, top_k=1)
     check_parts(generation, 3)
@@ -326,7 +326,7 @@ def test_sampling_starts_from_a_whole_exemplar_when_one_has_the_asked_part_count
     from engine.pipelines.partrag import installed_library
 
     bundle = installed / "partrag"
-    pipeline = PartRAGPipeline(bundle, extract=FAST, library=installed_library(bundle))
+    pipeline = PartRAGPipeline.from_pretrained(bundle, extract=FAST, library=installed_library(bundle))
     library = pipeline.library
     hits = [Hit(row, asset_id, 1.0 - row / 10) for row, asset_id in enumerate(library.ids)]
     counts = [len(library.part_rows(row)) for row in range(len(library))]
@@ -343,8 +343,8 @@ def test_sampling_starts_from_a_whole_exemplar_when_one_has_the_asked_part_count
 
 def test_a_bank_from_elsewhere_is_refused_with_the_fix(installed, world):
     with pytest.raises(ValueError, match="python -m engine library bank"):
-        PartRAGPipeline(world["bundle"], extract=FAST, library=installed / "library")
-    plain = PartRAGPipeline(world["bundle"], extract=FAST)
+        PartRAGPipeline.from_pretrained(world["bundle"], extract=FAST, library=installed / "library")
+    plain = PartRAGPipeline.from_pretrained(world["bundle"], extract=FAST)
     with pytest.raises(ValueError, match="needs top-k > 0 and the part library"):
         plain(reference_image(world), 2, steps=1, top_k=1, strength=0.5)
 
@@ -429,3 +429,24 @@ def test_eval_diagnose_writes_every_section(installed, world, tmp_path):
     assert rows == ["VAE reconstruction", "from truth, σ0 = 0.5"]
     assert [r["guidance"] for r in report["sweep"]] == [1.0, 1.0]
     assert "Denoise from truth" in (out / "diagnosis.md").read_text()
+
+
+def test_bundle_contract_saves_loads_and_dispatches_on_the_class_name(world, tmp_path):
+    from engine.pipelines.registry import class_for, installed_bundles, load_pipeline
+
+    pipeline = load_pipeline(world["bundle"], extract=FAST, library=None)
+    assert type(pipeline) is PartRAGPipeline
+    first, second = tmp_path / "models" / "first", tmp_path / "models" / "second"
+    pipeline.save_pretrained(first)
+    reloaded = load_pipeline(first, extract=FAST, library=None)
+    reloaded.save_pretrained(second)  # float16 weights: lossless from the second save on
+    again = load_pipeline(second, extract=FAST, library=None)
+    image = reference_image(world)
+    a, b = reloaded(image, 2, steps=1, seed=3), again(image, 2, steps=1, seed=3)
+    assert all(np.array_equal(x.vertices, y.vertices) for x, y in zip(a.parts, b.parts))
+    assert a.params == b.params == {**pipeline.resolve(2, 1, None, None, None), "seed": 3}
+    assert installed_bundles(tmp_path / "models") == [first, second]
+    index = json.loads((second / "model_index.json").read_text())
+    (second / "model_index.json").write_text(json.dumps({**index, "_class_name": "Nope"}))
+    with pytest.raises(ValueError, match="no pipeline of this engine loads _class_name 'Nope'"):
+        class_for(second)

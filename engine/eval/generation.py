@@ -163,7 +163,7 @@ def write_picture(kept: list[tuple], path: Path, tile: int = 256) -> Path:
 def bench_generate(model: Path, image_path: Path | None, data: Path, parts: int = 8,
                    repeats: int = 2) -> dict:
     """End-to-end timings of one `parts`-part object (best of `repeats` after a warm-up)."""
-    from engine.pipelines.partrag import PartRAGPipeline, installed_library
+    from engine.pipelines.registry import load_pipeline
 
     if image_path is None:
         folders = object_folders(data, "test", 1)
@@ -171,7 +171,7 @@ def bench_generate(model: Path, image_path: Path | None, data: Path, parts: int 
     else:
         image = np.asarray(Image.open(image_path).convert("RGBA"))
     started = time.perf_counter()
-    pipeline = PartRAGPipeline(model, library=installed_library(model))
+    pipeline = load_pipeline(model)
     load = time.perf_counter() - started
     pipeline(image, parts, steps=1)  # warm-up
     best = min((pipeline(image, parts, seed=s) for s in range(repeats)),

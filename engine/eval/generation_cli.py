@@ -36,15 +36,13 @@ def add_generation(sub: argparse._SubParsersAction) -> None:
 def run_eval_generation(args: argparse.Namespace) -> int:
     from engine.eval.generation import (Settings, evaluate_generation, markdown_table,
                                         summarise, write_picture)
-    from engine.pipelines.partrag import (DEFAULT_STEPS, DEFAULT_STRENGTH, PartRAGPipeline,
-                                          installed_library)
     from engine.device import resolve_device
+    from engine.pipelines.partrag import DEFAULT_STRENGTH
+    from engine.pipelines.registry import load_pipeline
 
-    pipeline = PartRAGPipeline(args.model, resolve_device(args.device),
-                               library=installed_library(args.model))
-    settings = Settings(args.steps or DEFAULT_STEPS,
-                        pipeline.default_guidance if args.guidance is None else args.guidance,
-                        samples=args.samples)
+    pipeline = load_pipeline(args.model, resolve_device(args.device))
+    resolved = pipeline.resolve(None, args.steps, args.guidance, None, None)
+    settings = Settings(resolved["steps"], resolved["guidance"], samples=args.samples)
     rows, kept = evaluate_generation(pipeline, args.data, args.split, settings,
                                      tuple(args.top_k),
                                      (DEFAULT_STRENGTH,) if args.strength is None else args.strength,
@@ -92,12 +90,12 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from engine.eval import generator_diagnosis as diagnosis
     from engine.eval.generation import Settings, evaluate_generation, summarise
     from engine.eval.vae_eval import object_folders
-    from engine.pipelines.partrag import (DEFAULT_STEPS, DEFAULT_TOP_K, PartRAGPipeline,
-                                          installed_library)
+    from engine.pipelines.partrag import DEFAULT_STEPS, DEFAULT_TOP_K
+    from engine.pipelines.registry import load_pipeline
     from engine.training import dit_data
     from engine.training.dit import load_bundle_model
 
-    pipeline = PartRAGPipeline(args.model, "cpu", library=installed_library(args.model))
+    pipeline = load_pipeline(args.model, "cpu")
     pipeline.extract = replace(pipeline.extract, clean=False)  # what the model makes, unpolished
     cache = args.cache or args.data / "dit_cache"
     options = dit_data.BankOptions(**{k: v for k, v in pipeline.settings.items()

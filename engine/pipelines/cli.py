@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.server.partrag_service import DEFAULT_MODELS
+    from engine.pipelines.registry import DEFAULT_MODELS
 
     parser = subparsers.add_parser("generate", help="reference image -> part meshes (PartRAG)")
     parser.add_argument("image", type=Path, help="PNG/JPEG/WebP; RGBA, or RGB on a uniform "
@@ -64,16 +64,13 @@ def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "
     generation's files into `out` (outputs.write_generation); returns the Generation. None
     means the default (top-k: the pipeline's, 0 without retrieval weights; extract: the
     pipeline's ExtractSettings)."""
-    from engine.pipelines.outputs import write_generation
-    from engine.pipelines.partrag import DEFAULT_STEPS, PartRAGPipeline, installed_library
     from engine.device import resolve_device
+    from engine.pipelines.outputs import write_generation
+    from engine.pipelines.registry import load_pipeline
 
-    pipeline = PartRAGPipeline(model, resolve_device(device), extract=extract,
-                               library=installed_library(model))
-    generation = pipeline(
-        image, parts, seed=seed, steps=steps or DEFAULT_STEPS,
-        guidance=guidance, top_k=top_k, strength=strength,
-        remove_background=remove_background)
+    pipeline = load_pipeline(model, resolve_device(device), extract=extract)
+    generation = pipeline(image, parts, seed=seed, steps=steps, guidance=guidance, top_k=top_k,
+                          strength=strength, remove_background=remove_background)
     write_generation(generation, out)
     return generation
 

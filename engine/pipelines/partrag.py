@@ -24,6 +24,7 @@ CLS included) and k = 0 only: no retrieval, and labels are UNLABELLED.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ from engine.models.latent_scale import LatentScale
 from engine.models.rag_context import RetrievalContext, fuse_context, per_part_rows
 from bridge.protocol import Part
 from engine.models.vecset_vae import VecSetVAE
+from engine.device import Stopwatch
+from engine.files import write_json_atomic
+from engine.pipelines.bundle import (CLASS_KEY, MODEL_INDEX, read_model_index,
+                                    write_model_index)
 from engine.pipelines.decode import ExtractSettings, decode_parts
 from engine.render.image_prep import frame_object, to_rgba
 from engine.retrieval import conditioning
@@ -48,6 +53,7 @@ from engine.retrieval.library_bank import library_fingerprint
 
 # 12 Euler steps (the reference takes 50) keep an 8-part object near 10 s on 2 CPU cores.
 DEFAULT_TOP_K, DEFAULT_STEPS = 3, 12
+DEFAULT_PARTS = 4  # when a request leaves the part count to the engine
 # Guidance: the bundle's own (scheduler_config.json `default_guidance`, written by training's
 # export), else the public checkpoints' 7. The shipped CPU-trained generator declares 1: with
 # stronger guidance its samples overshoot the latents' scale (docs/results.md).
@@ -55,6 +61,9 @@ REFERENCE_GUIDANCE = 7.0
 DEFAULT_STRENGTH = 0.5  # start σ of retrieval-initialised sampling (docs/results.md)
 LABEL_NEIGHBOURS = 3  # assets whose parts label the output when k = 0
 RETRIEVAL_SETTINGS = "retrieval.json"
+COMPONENTS = {"transformer": ("engine", "DualLaneDiT"), "scheduler": ("engine", "FlowSampler"),
+              "vae": ("engine", "VecSetVAE"), "rag": ("engine", "RetrievalContext")}
+INSTALLED = object()  # from_pretrained(library=...): the library installed beside the bundle
 UNLABELLED = "object_part"  # label without any bank to take labels from
 STAGES = {"encode": (0.0, 0.05), "retrieve": (0.05, 0.1), "denoise": (0.1, 0.7),
           "decode": (0.7, 1.0)}  # share of the overall progress
@@ -93,38 +102,82 @@ class Generation:
 
 
 class PartRAGPipeline:
-    """Loads a bundle folder (transformer/, scheduler/, vae/, rag/) or a public PartCrafter
-    folder, and optionally the part library the bundle's bank was made from, once; call it
-    per image."""
+    """The networks of a bundle (transformer/, scheduler/, vae/, rag/ with its exemplar bank)
+    or of a public PartCrafter folder, and optionally the part library the bank was made
+    from, loaded once; call it per image. Every request default is resolved here."""
 
-    def __init__(self, folder: str | Path, device: str | torch.device = "cpu",
-                 extract: ExtractSettings | None = None, library: str | Path | None = None):
-        folder = Path(folder)
-        self.folder, self.device = folder, torch.device(device)
-        spec, self.settings = folder_conditioning(folder)
-        self.transformer = DualLaneDiT.from_pretrained(folder / "transformer").float().to(self.device)
-        self.sampler = FlowSampler.from_pretrained(folder / "scheduler")
-        self.vae = VecSetVAE.from_pretrained(folder / "vae").float().to(self.device).eval()
+    class_names = ("PartRAGPipeline", "PartCrafterPipeline")  # model_index.json it loads
+    operation = "generate"  # the bridge request it serves
+
+    def __init__(self, transformer: DualLaneDiT, sampler: FlowSampler, vae: VecSetVAE,
+                 encoder_spec: str, rag: RetrievalContext | None = None,
+                 bank: ExemplarBank | None = None, settings: dict | None = None, *,
+                 device: str | torch.device = "cpu", extract: ExtractSettings | None = None,
+                 library: PartLibrary | None = None, name: str = "this bundle"):
+        """`settings`: rag/retrieval.json (the encoder, bank options, the library's
+        fingerprint). `name` is how errors refer to the bundle."""
+        self.device, self.name = torch.device(device), name
+        self.encoder_spec, self.settings = encoder_spec, settings or {}
+        self.transformer = transformer.float().to(self.device).eval()
+        self.sampler = sampler
+        self.vae = vae.float().to(self.device).eval()
         self.tokens = self.vae.encode_tokens
         self.scale = LatentScale.of(self.vae)  # what the DiT sees: standardised latents
-        self.rag = RetrievalContext.beside(folder)
-        if self.rag is not None:
-            self.rag = self.rag.float().to(self.device)
-        bank_path = folder / "rag" / BANK_NAME
-        self.bank = ExemplarBank.load(bank_path) if bank_path.is_file() else None
-        self.library = PartLibrary.load(library) if library is not None else None
-        made_from = self.settings.get("library")
-        if self.library is not None and (
-                self.bank is None or made_from != library_fingerprint(self.library)):
-            raise ValueError(f"{folder}'s exemplar bank was not made from the library {library}; "
-                             f"run: python -m engine library bank --library {library} "
-                             f"--model {folder}")
-        self.encoder = conditioning.load_encoder(spec, self.device)
+        self.rag = rag.float().to(self.device).eval() if rag is not None else None
+        self.bank = bank
+        self.library = library
+        if library is not None and (
+                bank is None or self.settings.get("library") != library_fingerprint(library)):
+            raise ValueError(f"{name}'s exemplar bank was not made from the library "
+                             f"{library.folder}; run: python -m engine library bank --library "
+                             f"{library.folder} --model {name}")
+        self.encoder = conditioning.load_encoder(encoder_spec, self.device)
         width = self.transformer.config.cross_attention_dim
         if self.encoder.token_dim != width:
-            raise ValueError(f"{spec} gives {self.encoder.token_dim}-channel tokens but the "
-                             f"transformer's cross_attention_dim is {width}")
+            raise ValueError(f"{encoder_spec} gives {self.encoder.token_dim}-channel tokens but "
+                             f"the transformer's cross_attention_dim is {width}")
         self.extract = extract or ExtractSettings()
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu", *,
+                        extract: ExtractSettings | None = None,
+                        library: str | Path | None | object = INSTALLED) -> PartRAGPipeline:
+        """Load a bundle folder; `library`: a part library folder, None for none, or by
+        default the one installed beside the bundle (models/library next to models/partrag)."""
+        folder = Path(folder)
+        if (folder / MODEL_INDEX).is_file():  # public folders may come without one
+            index = read_model_index(folder)
+            if index[CLASS_KEY] not in cls.class_names:
+                raise ValueError(f"{folder} holds a {index[CLASS_KEY]}, not one of "
+                                 f"{', '.join(cls.class_names)}")
+        spec, settings = folder_conditioning(folder)
+        bank_path = folder / "rag" / BANK_NAME
+        if library is INSTALLED:
+            library = installed_library(folder)
+        return cls(DualLaneDiT.from_pretrained(folder / "transformer"),
+                   FlowSampler.from_pretrained(folder / "scheduler"),
+                   VecSetVAE.from_pretrained(folder / "vae"), spec,
+                   RetrievalContext.beside(folder),
+                   ExemplarBank.load(bank_path) if bank_path.is_file() else None, settings,
+                   device=device, extract=extract,
+                   library=PartLibrary.load(library) if library is not None else None,
+                   name=str(folder))
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the bundle: model_index.json and one folder per component, the DiT and VAE
+        weights in float16 (they load into float32 networks), rag/ with the exemplar bank
+        and retrieval.json. A PartCrafter folder (no rag/) is copied, not saved."""
+        if self.rag is None or self.bank is None:
+            raise ValueError("save_pretrained writes PartRAG bundles (with rag/ and a bank); "
+                             "copy a PartCrafter folder instead")
+        folder = Path(folder)
+        copy.deepcopy(self.transformer).cpu().half().save_pretrained(folder / "transformer")
+        self.sampler.save_pretrained(folder / "scheduler")
+        copy.deepcopy(self.vae).cpu().half().save_pretrained(folder / "vae")
+        copy.deepcopy(self.rag).cpu().save_pretrained(folder / "rag")
+        self.bank.save(folder / "rag" / BANK_NAME)
+        write_json_atomic(folder / "rag" / RETRIEVAL_SETTINGS, self.settings)
+        write_model_index(folder, "PartRAGPipeline", COMPONENTS)
 
     @property
     def max_parts(self) -> int:
@@ -146,7 +199,7 @@ class PartRAGPipeline:
         if top_k < 0:
             raise ValueError(f"top-k must be at least 0, got {top_k}")
         if top_k and (self.rag is None or self.bank is None):
-            raise ValueError(f"{self.folder} has no retrieval weights or bank (rag/); use top-k 0")
+            raise ValueError(f"{self.name} has no retrieval weights or bank (rag/); use top-k 0")
         if top_k and self.bank is not None and top_k > len(self.bank):
             raise ValueError(f"top-k {top_k} exceeds the bank's {len(self.bank)} assets")
         if steps < 1:
@@ -162,80 +215,86 @@ class PartRAGPipeline:
         framed, _ = frame_object(to_rgba(image, remove_background))
         return conditioning.encode_images(self.encoder, [framed])
 
+    def resolve(self, parts: int | None, steps: int | None, guidance: float | None,
+                top_k: int | None, strength: float | None) -> dict:
+        """A request's settings with every default filled in, the one place they are chosen:
+        parts DEFAULT_PARTS; steps DEFAULT_STEPS; guidance the bundle's `default_guidance`;
+        top-k `default_top_k`; strength DEFAULT_STRENGTH when retrieval can initialise
+        sampling (k > 0 and a library), else 1 (from noise)."""
+        top_k = self.default_top_k if top_k is None else top_k
+        if strength is None:
+            strength = DEFAULT_STRENGTH if top_k and self.library is not None else 1.0
+        return {"parts": DEFAULT_PARTS if parts is None else parts,
+                "steps": DEFAULT_STEPS if steps is None else steps,
+                "guidance": self.default_guidance if guidance is None else guidance,
+                "top_k": top_k, "strength": strength}
+
     @torch.no_grad()
-    def __call__(self, image: np.ndarray, parts: int, *, steps: int = DEFAULT_STEPS,
+    def __call__(self, image: np.ndarray, parts: int | None = None, *, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, top_k: int | None = None,
                  strength: float | None = None, remove_background: bool = True,
                  exclude: str | None = None, start: torch.Tensor | None = None,
                  progress: Callable[[str, float], None] | None = None,
                  check_cancelled: Callable[[], None] | None = None) -> Generation:
-        """`guidance` None: `default_guidance`. `top_k` None: `default_top_k`. `strength` None: DEFAULT_STRENGTH when retrieval can
-        initialise sampling (k > 0 and a library), else 1. `exclude` keeps one asset id out
+        """None for any setting: its default (`resolve`). `exclude` keeps one asset id out
         of retrieval. `start` (parts, T, C) replaces the retrieved start latents of a
         strength below 1 (e.g. an object's own latents, to measure denoising from the truth)."""
-        if guidance is None:
-            guidance = self.default_guidance
-        if top_k is None:
-            top_k = self.default_top_k
-        if strength is None:
-            strength = DEFAULT_STRENGTH if top_k and self.library is not None else 1.0
+        settings = self.resolve(parts, steps, guidance, top_k, strength)
+        parts, steps, guidance = settings["parts"], settings["steps"], settings["guidance"]
+        top_k, strength = settings["top_k"], settings["strength"]
         self.check_request(parts, top_k, steps, strength, given_start=start is not None)
         report = progress or (lambda stage, fraction: None)
         cancel = check_cancelled or (lambda: None)
         span = lambda stage, f: report(stage, STAGES[stage][0] + f * (STAGES[stage][1] - STAGES[stage][0]))
-        timings, started = {}, time.perf_counter()
+        watch, started = Stopwatch(self.device), time.perf_counter()
 
         span("encode", 0.0)
-        clock = time.perf_counter()
-        encoded = self.encode(image, remove_background)
-        timings["encode"] = time.perf_counter() - clock
+        with watch.stage("encode"):
+            encoded = self.encode(image, remove_background)
 
         cancel()
         span("retrieve", 0.0)
-        clock = time.perf_counter()
-        hits, label_hits = [], []
-        if self.bank is not None:
-            key = conditioning.object_embedding(encoded.pooled[0]).numpy()
-            label_hits = self.bank.search(key, max(top_k, LABEL_NEIGHBOURS), exclude=exclude)
-            hits = label_hits[:top_k]
-        query = encoded.tokens.to(self.device)
-        if hits:
-            images, latents = self.bank.context(hits)
-            context = fuse_context(query, images[None].to(self.device),
-                                   self.scale.normalise(latents[None].to(self.device)), self.rag)
-        else:
-            context = query
-        timings["retrieve"] = time.perf_counter() - clock
+        with watch.stage("retrieve"):
+            hits, label_hits = [], []
+            if self.bank is not None:
+                key = conditioning.object_embedding(encoded.pooled[0]).numpy()
+                label_hits = self.bank.search(key, max(top_k, LABEL_NEIGHBOURS), exclude=exclude)
+                hits = label_hits[:top_k]
+            query = encoded.tokens.to(self.device)
+            if hits:
+                images, latents = self.bank.context(hits)
+                context = fuse_context(query, images[None].to(self.device),
+                                       self.scale.normalise(latents[None].to(self.device)), self.rag)
+            else:
+                context = query
 
         cancel()
-        clock = time.perf_counter()
-        generator = torch.Generator("cpu").manual_seed(seed)
-        noise = initial_noise((parts, self.tokens, self.transformer.config.in_channels),
-                              generator=generator, device=self.device)
-        start_labels = None
-        if start is None and strength < 1.0:
-            start, start_labels = self.start_latents(hits, parts)
-        if start is not None:
-            start = self.scale.normalise(start.float().to(self.device))
-        latents = self.sampler.sample(
-            self.transformer, noise, per_part_rows(context, parts), torch.tensor([parts]),
-            steps=steps, guidance=guidance, init=start, strength=strength, check_cancelled=cancel,
-            progress=lambda done, total: span("denoise", done / total))
-        latents = self.scale.denormalise(latents)
-        timings["denoise"] = time.perf_counter() - clock
+        with watch.stage("denoise"):
+            generator = torch.Generator("cpu").manual_seed(seed)
+            noise = initial_noise((parts, self.tokens, self.transformer.config.in_channels),
+                                  generator=generator, device=self.device)
+            start_labels = None
+            if start is None and strength < 1.0:
+                start, start_labels = self.start_latents(hits, parts)
+            if start is not None:
+                start = self.scale.normalise(start.float().to(self.device))
+            latents = self.sampler.sample(
+                self.transformer, noise, per_part_rows(context, parts), torch.tensor([parts]),
+                steps=steps, guidance=guidance, init=start, strength=strength,
+                check_cancelled=cancel, progress=lambda done, total: span("denoise", done / total))
+            latents = self.scale.denormalise(latents)
 
-        clock = time.perf_counter()
-        meshes = decode_parts(self.vae, latents, self.extract,
-                              progress=lambda f: span("decode", f), check_cancelled=cancel)
-        timings["decode"] = time.perf_counter() - clock
+        with watch.stage("decode"):
+            meshes = decode_parts(self.vae, latents, self.extract,
+                                  progress=lambda f: span("decode", f), check_cancelled=cancel)
 
         labels = start_labels or self.labels(latents, label_hits)
         part_latents = latents.float().cpu().numpy()
         out = [m.as_part(label, i, part_latents[i]) for i, (m, label) in enumerate(zip(meshes, labels))]
-        timings["total"] = time.perf_counter() - started
-        return Generation(out, [m.report() for m in meshes], [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
-                          {"parts": parts, "steps": steps, "guidance": guidance, "seed": seed,
-                           "top_k": top_k, "strength": strength})
+        timings = {**watch.seconds, "total": time.perf_counter() - started}
+        return Generation(out, [m.report() for m in meshes],
+                          [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
+                          {**settings, "seed": seed})
 
     def start_latents(self, hits: list[Hit], parts: int) -> tuple[torch.Tensor, list[str]]:
         """The first `parts` part latents of the retrieved assets and their labels: assets

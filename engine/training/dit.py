@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,19 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.checkpoint import read_config, write_config
 from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
 from engine.models.latent_scale import LatentScale
 from engine.models.vecset_vae import VecSetVAE
 from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler
 from engine.models.rag_context import (RetrievalContext, RetrievalContextConfig, fuse_context,
                                        per_part_rows)
+from engine.pipelines.partrag import RETRIEVAL_SETTINGS, PartRAGPipeline
 from engine.training import dit_data, model_card, recipes
 from engine.training.flow_matching import NUM_TRAIN_TIMESTEPS, flow_target, noisy_latents, per_row
 from engine.device import describe_device, resolve_device
 from engine.training.loop import TrainConfig, TrainResult, train
 
-RETRIEVAL_SETTINGS = "retrieval.json"  # in rag/: BankOptions + max_k
 
 
 @dataclass
@@ -154,29 +152,18 @@ def make_model(recipe: DiTRecipe, latent_channels: int, token_dim: int, stage: i
 def export_bundle(model: PartRAGModel, folder: Path, vae_folder: Path, bank,
                   bank_options: dit_data.BankOptions, max_k: int, scale: LatentScale,
                   guidance: float | None = None) -> dict:
-    """Write the bundle folder (float16 DiT weights: they load into float32 networks); the
-    latent standardisation the DiT was trained with goes into vae/config.json."""
+    """Write the bundle through the pipeline's save_pretrained; the latent standardisation
+    the DiT was trained with goes into vae/config.json, the guidance it samples best with
+    into scheduler/, the HCR heads of stage 2 into hcr/."""
     folder = Path(folder)
     model = copy.deepcopy(model).cpu().eval()
-    copy.deepcopy(model.transformer).half().save_pretrained(folder / "transformer")
-    FlowSampler(**({} if guidance is None else {GUIDANCE_KEY: guidance})).save_pretrained(
-        folder / "scheduler")
-    model.rag.save_pretrained(folder / "rag")
-    bank.save(folder / "rag" / "bank.npz")
-    (folder / "rag" / RETRIEVAL_SETTINGS).write_text(json.dumps(
-        {**asdict(bank_options), "max_k": max_k}, indent=1))
+    vae = VecSetVAE.from_pretrained(vae_folder)
+    vae.extra_config.update(scale.config())
+    sampler = FlowSampler(**({} if guidance is None else {GUIDANCE_KEY: guidance}))
+    PartRAGPipeline(model.transformer, sampler, vae, bank_options.encoder, model.rag, bank,
+                    {**asdict(bank_options), "max_k": max_k}).save_pretrained(folder)
     if model.hcr is not None:
         model.hcr.model.save_pretrained(folder / "hcr")
-    if (folder / "vae").exists():
-        shutil.rmtree(folder / "vae")
-    shutil.copytree(vae_folder, folder / "vae", ignore=shutil.ignore_patterns(model_card.MODEL_CARD_NAME))
-    vae_config = read_config(folder / "vae")
-    vae_config.update(scale.config())
-    write_config(vae_config, folder / "vae")
-    (folder / "model_index.json").write_text(json.dumps(
-        {"_class_name": "PartRAGPipeline", "transformer": ["engine", "DualLaneDiT"],
-         "scheduler": ["engine", "FlowSampler"], "vae": ["engine", "VecSetVAE"],
-         "rag": ["engine", "RetrievalContext"]}, indent=1))
     megabytes = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
     return {"megabytes": megabytes,
             "parameters": sum(p.numel() for p in model.transformer.parameters())
