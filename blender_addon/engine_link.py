@@ -197,6 +197,9 @@ def describe(error: EngineError) -> str:
         "invalid_image": f"The reference image cannot be used: {error.message}",
         "image_too_large": f"The reference image is too large: {error.message}",
         "model_unavailable": f"The engine has no model for this: {error.message}",
+        "no_foreground": f"No object found in the reference image: {error.message}",
+        "invalid_part_count": f"Choose another part count: {error.message}",
+        "not_implemented": f"Not available yet: {error.message}",
         "cancelled": "Generation cancelled.",
     }
     return messages.get(error.code, f"{error.message} ({error.code})")

@@ -16,6 +16,17 @@ class ProtocolError(Exception):
         self.job = job
 
 
+class RequestRefused(ValueError):
+    """A request a pipeline cannot serve as asked: the user can fix it (fewer parts, another
+    asset id, an image with the object cut out). The engine answers it with `code` and the
+    message, and logs no traceback; everything else a pipeline raises is `pipeline_failed`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class EngineError(Exception):
     """The engine answered a request with an `error` reply (or could not be reached)."""
 

@@ -112,5 +112,6 @@ def test_unknown_asset_is_a_clear_error_and_the_engine_goes_on(served):
     client, library, _ = served
     with pytest.raises(EngineError) as error:
         client.library_asset("no-such-chair")
-    assert error.value.code == "pipeline_failed" and "no asset 'no-such-chair'" in str(error.value)
+    assert error.value.code == "unknown_asset" and "no asset 'no-such-chair'" in str(error.value)
+    assert "LibraryError" not in error.value.message and "UnknownAsset" not in error.value.message
     assert len(client.library_asset(library.ids[0], thumbnail=False).parts) > 0

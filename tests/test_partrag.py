@@ -412,6 +412,37 @@ def test_server_generate_end_to_end(world, tmp_path):
         engine.stop()
 
 
+def test_server_answers_bad_requests_with_their_own_codes(world, tmp_path):
+    """Requests a pipeline refuses get a specific code and a message saying what to do, no
+    exception class names and no traceback in the log; the engine goes on serving."""
+    from bridge import EngineClient
+    from bridge.errors import EngineError
+    from bridge.protocol import Part
+    from bridge_harness import EngineProcess
+
+    engine = EngineProcess(tmp_path, "--models", str(world["bundle"].parent))
+    max_parts = json.loads((world["bundle"] / "transformer" / "config.json").read_text())["max_num_parts"]
+    blank = np.full((64, 64, 3), 200, np.uint8)  # nothing but background
+    part = Part(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.int32), np.eye(4), "x", 0)
+    try:
+        with EngineClient(engine.address) as client:
+            cases = [(lambda: client.generate(reference_image(world), parts=max_parts + 1, steps=1),
+                      "invalid_part_count", f"1 to {max_parts} parts"),
+                     (lambda: client.generate(blank, parts=2, steps=1), "no_foreground",
+                      "no opaque (object) pixels"),
+                     (lambda: client.edit([part], [0]), "not_implemented", "not part of this engine yet")]
+            for request, code, text in cases:
+                with pytest.raises(EngineError) as error:
+                    request()
+                assert error.value.code == code and text in error.value.message
+                assert "Error" not in error.value.message
+            assert len(client.generate(reference_image(world), parts=2, steps=1).parts) == 2
+    finally:
+        engine.stop()
+    log = engine.log()
+    assert "Traceback" not in log and "refused (invalid_part_count)" in log
+
+
 def test_eval_diagnose_writes_every_section(installed, world, tmp_path):
     """Latent statistics (standardised: the bundle declares them), flow loss per σ bucket,
     denoise from truth with the plain reconstruction beside it, and the σ0 × guidance sweep."""

@@ -38,6 +38,7 @@ from engine.models.dual_lane_dit import DualLaneDiT
 from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler, initial_noise
 from engine.models.latent_scale import LatentScale
 from engine.models.rag_context import RetrievalContext, fuse_context, per_part_rows
+from bridge.errors import RequestRefused
 from bridge.protocol import Part
 from engine.models.vecset_vae import VecSetVAE
 from engine.device import Stopwatch
@@ -194,21 +195,26 @@ class PartRAGPipeline:
 
     def check_request(self, parts: int, top_k: int, steps: int, strength: float,
                       given_start: bool = False) -> None:
+        """Refuse, with a code and what to do, a request this bundle cannot serve."""
         if not 1 <= parts <= self.max_parts:
-            raise ValueError(f"this model generates 1 to {self.max_parts} parts, asked for {parts}")
+            raise RequestRefused("invalid_part_count", f"this model generates 1 to "
+                                 f"{self.max_parts} parts, asked for {parts}")
         if top_k < 0:
-            raise ValueError(f"top-k must be at least 0, got {top_k}")
+            raise RequestRefused("invalid_parameter", f"top-k must be at least 0, got {top_k}")
         if top_k and (self.rag is None or self.bank is None):
-            raise ValueError(f"{self.name} has no retrieval weights or bank (rag/); use top-k 0")
+            raise RequestRefused("invalid_parameter", f"{self.name} has no retrieval weights "
+                                 f"or bank (rag/); use top-k 0")
         if top_k and self.bank is not None and top_k > len(self.bank):
-            raise ValueError(f"top-k {top_k} exceeds the bank's {len(self.bank)} assets")
+            raise RequestRefused("invalid_parameter", f"top-k {top_k} exceeds the bank's "
+                                 f"{len(self.bank)} assets")
         if steps < 1:
-            raise ValueError(f"need at least one denoising step, got {steps}")
+            raise RequestRefused("invalid_parameter",
+                                 f"need at least one denoising step, got {steps}")
         if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must be in (0, 1], got {strength}")
+            raise RequestRefused("invalid_parameter", f"strength must be in (0, 1], got {strength}")
         if strength < 1.0 and not given_start and (top_k == 0 or self.library is None):
-            raise ValueError("a strength below 1 starts from retrieved part latents: it needs "
-                             "top-k > 0 and the part library")
+            raise RequestRefused("invalid_parameter", "a strength below 1 starts from retrieved "
+                                 "part latents: it needs top-k > 0 and the part library")
 
     def encode(self, image: np.ndarray, remove_background: bool = True):
         """Image -> framed RGBA -> encoder tokens, grid, pooled."""

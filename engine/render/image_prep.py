@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from bridge.errors import RequestRefused
+
 MARGIN = 0.1  # padding on each side, as a fraction of the object's longer side
 BACKGROUND_TOLERANCE = 24  # max per-channel distance from the border colour
 UNIFORM_BORDER = 0.9  # fraction of border pixels that must match for a "uniform" background
@@ -23,8 +25,11 @@ EDGE_CONTACT = 0.5  # most of the band's inner edge that a plausible object runs
 MAIN_PIECE = 0.5  # least share of the cut-out in its largest component: one object, not a pattern
 
 
-class ImageError(ValueError):
-    """An image the pipeline cannot use (no object found, wrong dtype or shape)."""
+class ImageError(RequestRefused):
+    """An image the pipeline cannot use: no object found in it, or not an image array."""
+
+    def __init__(self, message: str):
+        super().__init__("no_foreground", message)
 
 
 def border_colour(rgb: np.ndarray) -> np.ndarray | None:

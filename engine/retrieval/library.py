@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from engine.files import write_atomic, write_json_atomic
+from bridge.errors import RequestRefused
 from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
+from engine.files import write_atomic, write_json_atomic
 from engine.retrieval.compact import (decode_mask, decode_rgba, offsets, pack_meshes,
                                       unpack_mesh)
 
@@ -51,6 +52,13 @@ DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I32": np.int
 
 class LibraryError(ValueError):
     """A folder that is not a readable library, or a request it cannot answer."""
+
+
+class UnknownAsset(RequestRefused, LibraryError):
+    """A request named an asset id the library does not have."""
+
+    def __init__(self, message: str):
+        super().__init__("unknown_asset", message)
 
 
 @dataclass
@@ -126,7 +134,8 @@ class PartLibrary:
 
     def row(self, asset_id: str) -> int:
         if asset_id not in self._row:
-            raise LibraryError(f"no asset {asset_id!r} in the library {self.folder}")
+            raise UnknownAsset(f"no asset {asset_id!r} in the library {self.folder}; "
+                               f"library.search lists the assets it has")
         return self._row[asset_id]
 
     def part_rows(self, row: int) -> range:

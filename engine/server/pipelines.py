@@ -25,10 +25,15 @@ from bridge.protocol import Result
 # naming one of these that is not registered gets "not installed", not "unknown".
 EXPECTED = {
     ("generate", "partrag"): "models/partrag",
-    ("generate", "unipart"): "models/unipart",
-    ("edit", "editor"): "models/partrag",
     ("library.search", "library"): "models/library",
     ("library.asset", "library"): "models/library",
+}
+# Designed but not built yet: a request for one is told so, whatever is installed.
+NOT_IMPLEMENTED = {
+    ("generate", "unipart"): "UniPart generation is not part of this engine yet; use the "
+                             "'partrag' pipeline",
+    ("edit", "editor"): "the masked part editor is not part of this engine yet; swap parts "
+                        "from the library (library.asset) or generate again",
 }
 LIBRARY = "library"  # library requests name no pipeline; they go to this one
 
@@ -74,6 +79,8 @@ def lookup(operation: str, name: str) -> Pipeline:
     pipeline = _registry.get((operation, name))
     if pipeline is not None:
         return pipeline
+    if (operation, name) in NOT_IMPLEMENTED:
+        raise ProtocolError("not_implemented", NOT_IMPLEMENTED[operation, name])
     bundle = EXPECTED.get((operation, name))
     if bundle is not None:
         what = "part library" if name == "library" else f"model bundle for {name!r}"

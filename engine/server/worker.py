@@ -14,6 +14,7 @@ import traceback
 
 import zmq
 
+from bridge.errors import RequestRefused
 from bridge.protocol import Message, Result, encode, encode_result, error_message
 
 from .jobs import Job, JobQueue
@@ -71,10 +72,14 @@ class Worker(threading.Thread):
         except JobCancelled:
             log.info("job %s cancelled: %s", job.id, job.cancel_text)
             return encode(error_message(job.id, job.cancel_code, job.cancel_text))
+        except RequestRefused as refused:  # the request's fault: the user can fix it
+            log.info("job %s refused (%s): %s", job.id, refused.code, refused.message)
+            return encode(error_message(job.id, refused.code, refused.message))
         except Exception as error:
             log.error("job %s: pipeline %r failed\n%s", job.id, job.pipeline.name,
                       traceback.format_exc())
-            text = f"pipeline {job.pipeline.name!r} failed: {type(error).__name__}: {error}"
+            text = (f"pipeline {job.pipeline.name!r} failed: {error or type(error).__name__} "
+                    f"(a bug: the engine log has the details)")
             return encode(error_message(job.id, "pipeline_failed", text))
         finally:
             self._queue.finish(job)
