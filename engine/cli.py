@@ -130,53 +130,27 @@ def bench(args) -> int:
     return 0
 
 
-def add_data(subparsers) -> None:
-    from engine.data.cli import register
+def add_package_commands(subparsers) -> None:
+    """The commands each package declares next to the code they drive."""
+    from engine import demo
+    from engine.data import cli as data_cli
+    from engine.eval import cli as eval_cli
+    from engine.models import parity
+    from engine.pipelines import cli as generate_cli
+    from engine.retrieval import cli as library_cli
+    from engine.training import cli as train_cli, dit_cli
 
-    register(subparsers)
-
-
-def add_demo(subparsers) -> None:
-    from engine.demo import add_demo as register
-
-    register(subparsers)
-
-
-def add_parity(subparsers) -> None:
-    from engine.models.parity import add_parity as register
-
-    register(subparsers)
-
-
-def add_train(subparsers) -> None:
-    from engine.training import cli, dit_cli
-
-    parser = subparsers.add_parser("train", help="train a network (resumable run folders)")
-    sub = parser.add_subparsers(dest="train_command", required=True)
+    for register in (data_cli.register, demo.add_demo, parity.add_parity):
+        register(subparsers)
+    train = subparsers.add_parser("train", help="train a network (resumable run folders)")
+    sub = train.add_subparsers(dest="train_command", required=True)
     dit_cli.register(sub)
-    cli.register(sub)
+    train_cli.register(sub)
+    for register in (eval_cli.register, library_cli.register, generate_cli.register):
+        register(subparsers)
 
 
-def add_eval(subparsers) -> None:
-    from engine.eval.cli import register
-
-    register(subparsers)
-
-
-def add_generate(subparsers) -> None:
-    from engine.pipelines.cli import register
-
-    register(subparsers)
-
-
-def add_library(subparsers) -> None:
-    from engine.retrieval.cli import register
-
-    register(subparsers)
-
-
-COMMANDS = [add_serve, add_keys, add_bench, add_data, add_demo, add_parity, add_train, add_eval,
-            add_library, add_generate]  # add new commands here
+COMMANDS = [add_serve, add_keys, add_bench, add_package_commands]  # add new commands here
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ read and written without diffusers, so public checkpoints load unmodified."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TypeVar
 
@@ -102,3 +102,26 @@ def save_folder(module: nn.Module, config: dict, folder: str | Path) -> None:
                for name, tensor in module.state_dict().items()}
     write_atomic(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
 
+
+
+class PretrainedModule(nn.Module):
+    """A network with a public folder: config.json (the dataclass `config_type`'s fields plus
+    the reference's keys we do not use, kept so save_pretrained writes them back) and its
+    safetensors weights. Subclasses set `config_type` and `class_name`."""
+
+    config_type: type
+    class_name: str  # the `_class_name` written into config.json
+
+    def __init__(self, config=None, **extra_config):
+        super().__init__()
+        self.config = config or self.config_type()
+        self.extra_config = {"_class_name": self.class_name, **extra_config}
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path):
+        """Load a folder (config.json + diffusion_pytorch_model.safetensors). A config that
+        does not describe the weights fails the strict weight check."""
+        return load_pretrained(cls, cls.config_type, folder)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        save_folder(self, {**self.extra_config, **asdict(self.config)}, folder)

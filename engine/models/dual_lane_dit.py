@@ -16,15 +16,14 @@ how many consecutive rows make up each object.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.models.attention import FP32LayerNorm, TransformerBlock
-from engine.models.checkpoint import load_pretrained, save_folder
+from engine.models.checkpoint import PretrainedModule
 
 CLASS_NAME = "PartCrafterDiTModel"  # written on save so the reference code can load our folders
 MAX_PERIOD = 10000  # of the sinusoidal timestep embedding
@@ -141,15 +140,14 @@ class PartLayout:
         return x[rows.flatten()].reshape(objects, count * x.shape[1], x.shape[2])
 
 
-class DualLaneDiT(nn.Module):
+class DualLaneDiT(PretrainedModule):
     """PartCrafter's transformer, loadable from and savable to a public `transformer/` folder."""
 
+    config_type, class_name = DualLaneDiTConfig, CLASS_NAME
+
     def __init__(self, config: DualLaneDiTConfig | None = None, **extra_config):
-        """`extra_config`: keys of config.json that are not ours (`_class_name`, ...), kept
-        so save_pretrained writes them back."""
-        super().__init__()
-        self.config = config = config or DualLaneDiTConfig()
-        self.extra_config = {"_class_name": CLASS_NAME, **extra_config}
+        super().__init__(config, **extra_config)
+        config = self.config
         self.global_blocks = config.global_blocks()
         width, layers = config.width, config.num_layers
         self.time_proj = TimestepProjection(width)
@@ -161,16 +159,6 @@ class DualLaneDiT(nn.Module):
                       skip=layer > layers // 2) for layer in range(layers)])
         self.norm_out = nn.LayerNorm(width)
         self.proj_out = nn.Linear(width, config.in_channels)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> DualLaneDiT:
-        """Load a `transformer/` folder (config.json + diffusion_pytorch_model.safetensors).
-        Config keys we do not use are kept for save_pretrained; a config that does not
-        describe the weights fails the strict weight check instead."""
-        return load_pretrained(cls, DualLaneDiTConfig, folder)
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        save_folder(self, {**self.extra_config, **asdict(self.config)}, folder)
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor | float,
                 context: torch.Tensor, num_parts: int | torch.Tensor) -> torch.Tensor:

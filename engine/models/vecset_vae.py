@@ -12,15 +12,14 @@ that folder loads unmodified:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from engine.geometry.fps import farthest_point_sample
 from engine.models.attention import FP32LayerNorm, TransformerBlock
-from engine.models.checkpoint import load_pretrained, save_folder
+from engine.models.checkpoint import PretrainedModule
 
 NORMAL_CHANNELS = 3  # each encoder point carries a unit normal after its position
 QUERY_CANDIDATES_PER_TOKEN = 4  # query subset: FPS of T tokens among 4·T random points
@@ -128,15 +127,14 @@ ENCODE_TOKENS_KEY, ENCODE_POINTS_KEY = "encode_num_tokens", "encode_num_points"
 PUBLIC_TOKENS, PUBLIC_POINTS = 512, 8192
 
 
-class VecSetVAE(nn.Module):
+class VecSetVAE(PretrainedModule):
     """Shape <-> latent token set, loadable from and savable to a public `vae/` folder."""
 
+    config_type, class_name = VecSetVAEConfig, CLASS_NAME
+
     def __init__(self, config: VecSetVAEConfig | None = None, **extra_config):
-        """`extra_config`: keys of config.json that are not ours (`_class_name`, ...), kept
-        so save_pretrained writes them back."""
-        super().__init__()
-        self.config = config = config or VecSetVAEConfig()
-        self.extra_config = {"_class_name": CLASS_NAME, **extra_config}
+        super().__init__(config, **extra_config)
+        config = self.config
         if config.embedding_type != "frequency":
             raise ValueError(f"unsupported embedding_type {config.embedding_type!r}")
         self.embedder = FrequencyEmbedding(config.embed_frequency, config.embed_include_pi)
@@ -148,16 +146,6 @@ class VecSetVAE(nn.Module):
         self.post_quant = nn.Linear(config.latent_channels, config.width_decoder)
         self.decoder = VecSetDecoder(embedded, config.width_decoder, heads,
                                      config.num_layers_decoder)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> VecSetVAE:
-        """Load a `vae/` folder (config.json + diffusion_pytorch_model.safetensors). Config
-        keys we do not use are kept for save_pretrained; a config that does not describe
-        the weights fails the strict weight check instead."""
-        return load_pretrained(cls, VecSetVAEConfig, folder)
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        save_folder(self, {**self.extra_config, **asdict(self.config)}, folder)
 
     @property
     def encode_tokens(self) -> int:

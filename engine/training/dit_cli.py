@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from engine.training.run_arguments import (INTERRUPTED, add_device_arguments,
-                                           add_recipe_arguments, recipe_and_config, report_run)
+from engine.training.run_arguments import (add_recipe_arguments, add_run_arguments,
+                                           run_exported)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,24 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="start from this bundle's transformer/ and rag/ (stage 2 after stage 1)")
     add_recipe_arguments(dit, "objects")
     dit.add_argument("--limit", type=int, help="first N objects of each split (smoke runs)")
-    dit.add_argument("--resume", action="store_true", help="continue the run in --out")
-    dit.add_argument("--export", type=Path, metavar="DIR",
-                     help="when finished, write the bundle here (e.g. models/partrag)")
     dit.add_argument("--cache", type=Path, help="latent cache (default DATA/dit_cache)")
-    add_device_arguments(dit)
+    add_run_arguments(dit, "when finished, write the bundle here (e.g. models/partrag)")
     dit.set_defaults(run=run_train_dit)
 
 
 def run_train_dit(args: argparse.Namespace) -> int:
     from engine.training.dit import load_recipe, train_dit
 
-    recipe, config = recipe_and_config(args, load_recipe)
-    result, exported = train_dit(args.data, args.vae, args.out, recipe, config,
-                                 cache=args.cache or args.data / "dit_cache", stage=args.stage,
-                                 init=args.init, export=args.export, device=args.device,
-                                 resume=args.resume, limit=args.limit)
-    if not report_run(result, config, f"PartRAG DiT stage {args.stage}", args.out):
-        return INTERRUPTED
-    if exported:
-        print(f"exported to {args.export}: " + json.dumps(exported))
-    return 0
+    return run_exported(args, load_recipe, lambda recipe, config: train_dit(
+        args.data, args.vae, args.out, recipe, config, cache=args.cache or args.data / "dit_cache",
+        stage=args.stage, init=args.init, export=args.export, device=args.device,
+        resume=args.resume, limit=args.limit), f"PartRAG DiT stage {args.stage}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +20,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, per_step: str,
     parser.add_argument("--batch", type=int, help=f"{per_step} per step (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--seed", type=int, help="seed of the initial weights and all batches")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, export_help: str) -> None:
+    """--resume, --export and where to compute."""
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--export", type=Path, metavar="DIR", help=export_help)
+    add_device_arguments(parser)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,3 +55,15 @@ def report_run(result, config, title: str, out: Path) -> bool:
         return False
     print(f"{title}: {result.step} steps, final val (EMA) {result.val_summary} -> {out}")
     return True
+
+
+def run_exported(args: argparse.Namespace, load_recipe, train, title: str) -> int:
+    """A `train` command whose `train(recipe, config)` returns (result, exported): load the
+    recipe, train, report the run and its export; the command's exit status."""
+    recipe, config = recipe_and_config(args, load_recipe)
+    result, exported = train(recipe, config)
+    if not report_run(result, config, title, args.out):
+        return INTERRUPTED
+    if exported:
+        print(f"exported to {args.export}: " + json.dumps(exported))
+    return 0
