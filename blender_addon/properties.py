@@ -28,16 +28,18 @@ class PartsmithSettings(bpy.types.PropertyGroup):
                        description="Denoising steps; 0: the model's default")
     guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=100.0,
                             description="Classifier-free guidance scale; 0: the model's default")
-    top_k: IntProperty(name="Retrieval Top-k", default=3, min=0, max=100,
+    top_k: IntProperty(name="Retrieval Top-k", default=-1, min=-1, max=100,
                        description="Library exemplars retrieved to condition the generation; "
-                       "0: no retrieval (plain PartCrafter behaviour)")
+                       "-1: the model's default; 0: no retrieval (plain PartCrafter behaviour)")
 
     def options(self) -> dict:
-        """Keyword arguments for api.start / api.generate (0 means the engine's default,
-        except top-k, where 0 turns retrieval off)."""
+        """Keyword arguments for api.start / api.generate: what the artist set, None where
+        the engine's model chooses (0 for most settings, -1 for top-k, where 0 turns
+        retrieval off)."""
         return {"model": self.model or DEFAULT_MODEL, "parts": self.parts or None,
                 "seed": self.seed, "steps": self.steps or None,
-                "guidance": self.guidance or None, "top_k": self.top_k}
+                "guidance": self.guidance or None,
+                "top_k": None if self.top_k < 0 else self.top_k}
 
 
 classes = (PartsmithSettings,)

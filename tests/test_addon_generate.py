@@ -76,8 +76,8 @@ def test_operator_generates_from_the_panel_settings(linked, empty_scene, image):
     root = linked.api.Current.generation.root
     assert root.name == "chair_asset" and len(root.children) == 2
     assert '"seed": 9' in root["partsmith_parameters"]
-    assert '"top_k": 3' in root["partsmith_parameters"]  # retrieval on by default
-    settings.top_k = 0  # and 0 turns it off rather than meaning "default"
+    assert '"top_k": null' in root["partsmith_parameters"]  # the model's default
+    settings.top_k = 0  # and 0 turns retrieval off rather than meaning "default"
     assert bpy.ops.partsmith.generate() == {"FINISHED"}
     assert '"top_k": 0' in linked.api.Current.generation.root["partsmith_parameters"]
 
