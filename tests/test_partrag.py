@@ -419,10 +419,12 @@ def test_server_answers_bad_requests_with_their_own_codes(world, tmp_path):
     from bridge.errors import EngineError
     from bridge.protocol import Part
     from bridge_harness import EngineProcess
+    from engine.retrieval.exemplars import ExemplarBank
 
     engine = EngineProcess(tmp_path, "--models", str(world["bundle"].parent))
     max_parts = json.loads((world["bundle"] / "transformer" / "config.json").read_text())["max_num_parts"]
     blank = np.full((64, 64, 3), 200, np.uint8)  # nothing but background
+    bank = len(ExemplarBank.load(world["bundle"] / "rag" / "bank.npz"))
     part = Part(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.int32), np.eye(4), "x", 0)
     try:
         with EngineClient(engine.address) as client:
@@ -430,7 +432,10 @@ def test_server_answers_bad_requests_with_their_own_codes(world, tmp_path):
                       "invalid_part_count", f"1 to {max_parts} parts"),
                      (lambda: client.generate(blank, parts=2, steps=1), "no_foreground",
                       "no opaque (object) pixels"),
-                     (lambda: client.edit([part], [0]), "not_implemented", "not part of this engine yet")]
+                     (lambda: client.edit([part], [0]), "not_implemented", "not part of this engine yet"),
+                     (lambda: client.generate(reference_image(world), parts=2, steps=1,
+                                              top_k=bank + 1), "invalid_parameter",
+                      f"exceeds the bank's {bank} assets")]
             for request, code, text in cases:
                 with pytest.raises(EngineError) as error:
                     request()
