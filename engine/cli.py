@@ -93,12 +93,11 @@ def add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure and print performance figures")
     parser.add_argument("target", choices=["bridge", "data", "metrics", "fps", "extraction", "generate"],
                         help="what to measure")
-    parser.add_argument("--model", type=Path, default=Path("models/partrag"),
-                        help="generate: the PartRAG bundle")
+    parser.add_argument("--model", type=Path,
+                        help="generate: the bundle (default: the shipped models/partrag)")
     parser.add_argument("--image", type=Path,
-                        help="generate: reference image (default: the first test view of --data)")
-    parser.add_argument("--data", type=Path, default=Path("data/parts"),
-                        help="generate: dataset to take the default image from")
+                        help="generate: reference image (default: the demo chair, "
+                        "engine/demo_inputs/chair.png)")
     parser.set_defaults(run=bench)
 
 
@@ -112,9 +111,12 @@ def bench(args) -> int:
 
         bench_extraction()
     elif args.target == "generate":
+        from engine.demo import DEMO_IMAGE
         from engine.eval.generation import print_bench_generate
+        from engine.pipelines.registry import DEFAULT_MODELS
 
-        print_bench_generate(args.model, args.image, args.data)
+        return print_bench_generate(args.model or DEFAULT_MODELS / "partrag",
+                                    args.image or DEMO_IMAGE)
     elif args.target == "fps":
         from engine.geometry.bench import bench_fps
 

@@ -25,11 +25,12 @@ from tqdm import tqdm
 
 from engine.data.dataset import load_asset
 from engine.eval.bench import whole_mesh
+from engine.eval.vae_eval import object_folders
 from engine.geometry.metrics import PAPER_SAMPLES, compare_meshes, part_overlap_iou
 from engine.geometry.pieces import mean_debris
-from engine.eval.vae_eval import object_folders
-from engine.retrieval import conditioning
+from engine.pipelines.bundle import MODEL_INDEX
 from engine.pipelines.outputs import as_asset
+from engine.retrieval import conditioning
 
 TOP_KS = (0, 1, 3, 5)
 INITIALISED_K = 3  # the top-k of the retrieval-initialised rows
@@ -160,16 +161,11 @@ def write_picture(kept: list[tuple], path: Path, tile: int = 256) -> Path:
     return path
 
 
-def bench_generate(model: Path, image_path: Path | None, data: Path, parts: int = 8,
-                   repeats: int = 2) -> dict:
+def bench_generate(model: Path, image_path: Path, parts: int = 8, repeats: int = 2) -> dict:
     """End-to-end timings of one `parts`-part object (best of `repeats` after a warm-up)."""
     from engine.pipelines.registry import load_pipeline
 
-    if image_path is None:
-        folders = object_folders(data, "test", 1)
-        image = reference_image(folders[0])
-    else:
-        image = np.asarray(Image.open(image_path).convert("RGBA"))
+    image = np.asarray(Image.open(image_path).convert("RGBA"))
     started = time.perf_counter()
     pipeline = load_pipeline(model)
     load = time.perf_counter() - started
@@ -179,12 +175,22 @@ def bench_generate(model: Path, image_path: Path | None, data: Path, parts: int 
     return {"load": load, "parts": parts, **best.timings, **best.params}
 
 
-def print_bench_generate(model: Path, image: Path | None, data: Path) -> None:
+def print_bench_generate(model: Path, image: Path) -> int:
+    """Print the timings; a missing bundle or image is one line saying what to do (status 2)."""
+    import sys
+
     import torch
 
-    r = bench_generate(model, image, data)
+    for path, what in ((model / MODEL_INDEX, f"no model bundle at {model} (train one with "
+                        f"`python -m engine train dit ... --export {model}`)"),
+                       (image, f"no image at {image}")):
+        if not path.is_file():
+            print(f"bench generate: {what}", file=sys.stderr)
+            return 2
+    r = bench_generate(model, image)
     print(f"{r['parts']}-part object, {r['steps']} steps from σ {r['strength']:g}, guidance "
           f"{r['guidance']}, top-{r['top_k']}, "
           f"{torch.get_num_threads()} threads: {r['total']:.2f} s end to end (encode "
           f"{r['encode']:.2f}, retrieve {r['retrieve']:.3f}, denoise {r['denoise']:.2f}, decode "
           f"{r['decode']:.2f}); bundle load {r['load']:.2f} s")
+    return 0
