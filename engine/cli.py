@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bridge.protocol import DEFAULT_ADDRESS
+from engine.files import MissingInput
 
 
 def add_serve(subparsers) -> None:
@@ -164,4 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     for add in COMMANDS:
         add(subparsers)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except MissingInput as missing:
+        print(f"{args.command}: {missing}", file=sys.stderr)
+        return 2

@@ -1,5 +1,6 @@
 """Every file the engine writes goes through `write_atomic`: readers (and a crash midway)
-see the old file or the new one, never half of one."""
+see the old file or the new one, never half of one. Inputs that are missing raise
+`MissingInput` naming the command that makes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+
+class MissingInput(FileNotFoundError):
+    """An input a command needs that has not been made yet; the message says which command
+    makes it. The command line prints it as one line instead of a traceback."""
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from engine.files import write_json_atomic
+from engine.files import MissingInput, write_json_atomic
 from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
 from engine.data.categories import categories, generate_asset
 from engine.geometry.metrics import part_overlap_iou, sample_surface
@@ -115,6 +115,16 @@ def save_asset_arrays(path: Path, asset: PartAsset) -> None:
         part_materials=np.array([p.material for p in parts], dtype=np.int64),
         materials=asset.materials,
     )
+
+
+def read_manifest(data: str | Path) -> dict:
+    """A built dataset's manifest, or MissingInput saying how to build the dataset."""
+    path = Path(data) / "manifest.json"
+    if not path.is_file():
+        raise MissingInput(f"no dataset at {data} ({path.name} not found); build it first: "
+                           f"python -m engine data build --out {data} --train 1500 --val 150 "
+                           f"--test 180 --views 4 --seed 0")
+    return json.loads(path.read_text())
 
 
 def load_asset(folder: Path) -> PartAsset:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections import Counter
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.data.dataset import load_asset
+from engine.data.dataset import load_asset, read_manifest
 from engine.render.camera import sheet_camera
 from engine.render.renderer import Renderer
 from engine.render.sheet import contact_sheet
@@ -68,7 +67,7 @@ def write_overview(dataset: Path, out: Path, count: int = 54, tile: int = 160) -
     """Into `out`: contact sheets of `count` objects, part-coloured and as reference images
     (the first rendered view, with the object's materials), and the part-count histogram."""
     dataset, out = Path(dataset), Path(out)
-    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest = read_manifest(dataset)
     out.mkdir(parents=True, exist_ok=True)
     camera = sheet_camera(2 * tile)
     previews, references, captions = [], [], []

@@ -17,7 +17,6 @@ against every part (`inside`, (N, parts)), so one cache serves both
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from engine.data.cache import check_options, save_npz
-from engine.data.dataset import load_asset
+from engine.data.dataset import load_asset, read_manifest
 from engine.geometry.metrics import sample_surface
 from engine.geometry.inside import points_inside
 
@@ -106,7 +105,7 @@ def _write_cached(job: tuple[Path, Path, CacheOptions]) -> Path:
 
 
 def split_names(data: Path, split: str) -> list[str]:
-    manifest = json.loads((Path(data) / "manifest.json").read_text())
+    manifest = read_manifest(data)
     return [record["name"] for record in manifest["splits"][split]]
 
 

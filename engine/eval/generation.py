@@ -14,7 +14,6 @@ model itself makes, next to the ground truth's.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from engine.data.dataset import load_asset
+from engine.data.dataset import load_asset, read_manifest
 from engine.eval.bench import whole_mesh
 from engine.eval.vae_eval import object_folders
 from engine.geometry.metrics import PAPER_SAMPLES, compare_meshes, part_overlap_iou
@@ -119,7 +118,7 @@ def evaluate_generation(pipeline, data: Path, split: str, settings: Settings,
 def summarise(rows: list[dict], data: Path, split: str, limit: int | None) -> list[dict]:
     """Mean per row, in table order, plus the dataset's own part-overlap IoU."""
     table = []
-    manifest = json.loads((Path(data) / "manifest.json").read_text())
+    manifest = read_manifest(data)
     records = manifest["splits"][split][:limit]
     table.append({"row": "dataset", "iou": float(np.mean([r["part_iou"] for r in records])),
                   "debris": float(np.mean([r["gt_debris"] for r in rows]))})

@@ -9,7 +9,6 @@ the latent segmentation (FPS prompts + NMS), and the geometry of the whole-objec
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from engine.data.asset import Part, PartAsset, mesh_id_name
-from engine.data.dataset import load_asset, surface_samples
+from engine.data.dataset import load_asset, read_manifest, surface_samples
 from engine.eval.bench import whole_mesh
 from engine.geometry.metrics import PAPER_SAMPLES, compare_meshes, sample_surface
 from engine.geometry.extraction import PART_LIPSCHITZ, extract_hierarchical, extract_part
@@ -127,7 +126,7 @@ def as_asset(source: PartAsset, meshes: list[tuple[np.ndarray, np.ndarray]]) -> 
 
 
 def object_folders(data: Path, split: str, limit: int | None) -> list[Path]:
-    manifest = json.loads((Path(data) / "manifest.json").read_text())
+    manifest = read_manifest(data)
     records = manifest["splits"][split][:limit]
     return [Path(data) / split / r["name"] for r in records]
 
