@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine.files import write_atomic, write_text_atomic
+from engine.files import MissingInput, write_atomic, write_text_atomic
 
 CONFIG_NAME = "config.json"
 LISTED = 20  # names shown per kind of problem; a wrong size config misfits hundreds
@@ -26,12 +26,17 @@ class CheckpointError(ValueError):
     """A model folder that does not match the network it is loaded into."""
 
 
+class MissingModel(CheckpointError, MissingInput):
+    """A model folder that is not there."""
+
+
 def read_config(folder: str | Path, name: str = CONFIG_NAME) -> dict:
     """The folder's config.json (or `name`, e.g. a scheduler's scheduler_config.json) as a
     dict (every key, including `_class_name` and the like)."""
     path = Path(folder) / name
     if not path.is_file():
-        raise CheckpointError(f"{folder} is not a model folder: {name} not found")
+        raise MissingModel(f"{folder} is not a model folder: {name} not found (each model's "
+                           f"MODEL_CARD.md in models/ gives the command that trains it)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
