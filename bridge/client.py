@@ -28,6 +28,7 @@ import zmq.auth
 
 from .errors import EngineError, EngineUnavailable, JobCancelled, ProtocolError
 from .protocol import (DEFAULT_ADDRESS, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, JOB_TYPES,
+                       MAX_REQUEST_BYTES,
                        Message, Result, decode, decode_result, encode, encode_parts)
 
 log = logging.getLogger("partsmith.bridge")
@@ -194,6 +195,11 @@ class EngineClient:
             raise ValueError(f"{kind!r} gets no reply of its own; use Job.cancel()")
         job = Job(self, uuid.uuid4().hex, kind)
         frames = encode(Message(kind, job.id, body or {}, arrays or {}))
+        size = sum(memoryview(frame).nbytes for frame in frames)
+        if size > MAX_REQUEST_BYTES:
+            raise EngineError("message_too_large", f"the {kind} request is {size:,} bytes; the "
+                              f"engine takes at most {MAX_REQUEST_BYTES:,} (send fewer or "
+                              f"smaller parts, or a smaller image)")
         with self._jobs_lock:
             if self._closed or not self._thread.is_alive():
                 raise RuntimeError("this EngineClient is closed")
@@ -305,7 +311,7 @@ class EngineClient:
                 message = decode(frames)
             except ProtocolError as error:
                 if error.code == "unsupported_protocol":  # nothing this engine says can be read
-                    self._fail_all(lambda job: EngineError(error.code, error.message))
+                    self._fail_all(lambda job, error=error: EngineError(error.code, error.message))
                     continue
                 log.warning("ignoring malformed message from the engine: %s", error)
                 continue

@@ -30,6 +30,10 @@ HEARTBEAT_TIMEOUT = 3.0
 
 MAX_HEADER_BYTES = 256 * 1024
 MAX_REQUEST_BYTES = 256 * 1024 * 1024
+# The engine still reads frames up to this size, so that a request over MAX_REQUEST_BYTES is
+# answered with message_too_large; a larger frame drops the connection (the engine will not
+# hold it in memory). The reference client refuses oversized requests before sending.
+MAX_FRAME_READ = 2 * MAX_REQUEST_BYTES
 MAX_FRAMES = 256
 MAX_PARTS = 64
 MAX_PART_INDEX = 9999

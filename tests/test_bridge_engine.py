@@ -365,3 +365,21 @@ def test_bad_input_gets_a_specific_error_and_the_engine_goes_on(raw, case):
     assert len(reply.body["message"]) > 10
     good = raw.request(valid_generate(job=f"good-{case}"))
     assert good.type == "result" and len(good.body["parts"]) == 2
+
+
+def test_a_request_over_the_size_limit_is_answered_not_dropped(raw, client):
+    """A frame just over MAX_REQUEST_BYTES reaches the engine and is answered with
+    message_too_large; the same connection goes on working. The reference client refuses
+    such a request before sending it."""
+    from bridge.protocol import MAX_REQUEST_BYTES
+
+    big = np.zeros(MAX_REQUEST_BYTES + 1024, np.uint8)
+    frames = encode(Message("generate", "too-big", {"parts": 2}, {"image": big}))
+    raw.send(frames)
+    reply = raw.receive(timeout=60.0)
+    assert reply.type == "error" and reply.body["code"] == "message_too_large", reply.body
+    assert raw.request(valid_generate(job="after-too-big")).type == "result"
+    with pytest.raises(EngineError) as error:
+        client.submit("generate", {"parts": 2}, {"image": big})
+    assert error.value.code == "message_too_large" and "at most" in error.value.message
+    assert client.status() is not None

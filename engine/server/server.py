@@ -19,10 +19,10 @@ import numpy as np
 import zmq
 
 from bridge.errors import ProtocolError
-from bridge.protocol import (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, JOB_TYPES, MAX_HEADER_BYTES,
-                             MAX_IMAGE_SIDE, MAX_PARTS, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
-                             REQUEST_TYPES, Message, decode, encode, error_message,
-                             validate_request)
+from bridge.protocol import (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, JOB_TYPES, MAX_FRAME_READ,
+                             MAX_HEADER_BYTES, MAX_IMAGE_SIDE, MAX_PARTS, MAX_REQUEST_BYTES,
+                             PROTOCOL_VERSION, REQUEST_TYPES, Message, decode, encode,
+                             error_message, validate_request)
 
 from . import keys, pipelines
 from .jobs import Job, JobQueue
@@ -46,7 +46,7 @@ class EngineServer:
         key_folder = keys.keys_for_bind(address, keys_dir)  # BindRefused before binding
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
-        self._router.maxmsgsize = MAX_REQUEST_BYTES  # larger frames: connection dropped
+        self._router.maxmsgsize = MAX_FRAME_READ  # larger frames: connection dropped
         self._authenticator = None
         if key_folder is not None:
             self._authenticator = keys.secure(self._context, self._router, key_folder)
