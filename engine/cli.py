@@ -92,12 +92,13 @@ def keys(args) -> int:
 
 def add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure and print performance figures")
-    parser.add_argument("target", choices=["bridge", "data", "metrics", "fps", "extraction", "generate"],
-                        help="what to measure")
-    parser.add_argument("--model", type=Path,
-                        help="generate: the bundle (default: the shipped models/partrag)")
+    parser.add_argument("target", help="what to measure",
+                        choices=["bridge", "data", "metrics", "fps", "extraction", "generate", "soak"])
+    parser.add_argument("--jobs", type=int, default=200, help="soak: generate jobs to send")
+    parser.add_argument("--model", type=Path, help="generate: the bundle (default: the shipped "
+                        "models/partrag); soak: the models folder (default: models/)")
     parser.add_argument("--image", type=Path,
-                        help="generate: reference image (default: the demo chair, "
+                        help="generate, soak: reference image (default: the demo chair, "
                         "engine/demo_inputs/chair.png)")
     parser.set_defaults(run=bench)
 
@@ -118,6 +119,12 @@ def bench(args) -> int:
 
         return print_bench_generate(args.model or DEFAULT_MODELS / "partrag",
                                     args.image or DEMO_IMAGE)
+    elif args.target == "soak":
+        from engine.demo import DEMO_IMAGE
+        from engine.pipelines.registry import DEFAULT_MODELS
+        from engine.server.soak import print_soak
+
+        return print_soak(args.jobs, args.model or DEFAULT_MODELS, args.image or DEMO_IMAGE)
     elif args.target == "fps":
         from engine.geometry.bench import bench_fps
 

@@ -486,3 +486,4 @@ def test_bundle_contract_saves_loads_and_dispatches_on_the_class_name(world, tmp
     (second / "model_index.json").write_text(json.dumps({**index, "_class_name": "Nope"}))
     with pytest.raises(ValueError, match="no pipeline of this engine loads _class_name 'Nope'"):
         class_for(second)
+

@@ -36,7 +36,8 @@ def register_pipelines() -> None:
 
 
 def bench_bridge() -> None:
-    with tempfile.TemporaryDirectory() as folder, _engine(Path(folder) / "engine.log") as address:
+    with tempfile.TemporaryDirectory() as folder, engine_process(
+            Path(folder) / "engine.log", "--pipeline-module", "engine.server.bench") as address:
         with EngineClient(address) as client:
             tiny = _parts(1, 4)
             client.edit(tiny, [0], pipeline="bench-echo")  # waits for the worker to start
@@ -70,13 +71,13 @@ def bench_bridge() -> None:
 
 
 @contextmanager
-def _engine(log_path: Path):
-    """An engine subprocess with the bench pipeline; yields its address."""
+def engine_process(log_path: Path, *arguments: str):
+    """An engine subprocess on a free loopback port, started with `arguments`; yields its
+    address."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "engine", "serve", "--address", "tcp://127.0.0.1:*",
-             "--pipeline-module", "engine.server.bench"],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+             *arguments], cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
         while not (match := READY.search(log_path.read_text(errors="replace"))):

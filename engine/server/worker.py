@@ -16,6 +16,7 @@ import zmq
 
 from bridge.errors import RequestRefused
 from bridge.protocol import Message, Result, encode, encode_result, error_message
+from engine.memory import release_free_memory
 
 from .jobs import Job, JobQueue
 from .pipelines import JobCancelled
@@ -83,6 +84,7 @@ class Worker(threading.Thread):
             return encode(error_message(job.id, "pipeline_failed", text))
         finally:
             self._queue.finish(job)
+            release_free_memory()  # or the heap fragments: ~40 MB per generation (memory.py)
 
     def _send(self, events: zmq.Socket, job: Job, frames: list) -> None:
         with self._send_lock:
