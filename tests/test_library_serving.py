@@ -79,8 +79,9 @@ def test_category_filter_and_part_search(served):
     hits = client.library_search(png(rgba), k=8, category=category).metadata["hits"]
     have = [a["id"] for a in library.assets if a["category"] == category]
     assert sorted(h["asset_id"] for h in hits) == sorted(have)
-    with pytest.raises(EngineError, match="no 'galaxy' assets"):
+    with pytest.raises(EngineError, match="no 'galaxy' assets") as error:
         client.library_search(png(rgba), category="galaxy")
+    assert error.value.code == "invalid_parameter"
     parts = client.library_search(png(rgba), k=4, level="part")
     hits = parts.metadata["hits"]
     assert len(hits) == 4 and parts.metadata["level"] == "part"

@@ -18,6 +18,7 @@ import logging
 import threading
 from pathlib import Path
 
+from bridge.errors import RequestRefused
 from bridge.protocol import Result
 from engine.retrieval.library import INDEX_NAME, LibraryError
 from engine.server import pipelines
@@ -70,11 +71,12 @@ class LibraryService:
         params = request.params
         level, k, category = params["level"], params["k"], params["category"]
         if level == "part" and parts is None:
-            raise LibraryError("part-level search needs an HCR retriever (models/retriever)")
+            raise RequestRefused("model_unavailable", "part-level search needs an HCR "
+                                 "retriever (models/retriever); search at object level")
         categories = {a["category"] for a in library.assets}
         if category is not None and category not in categories:
-            raise LibraryError(f"no {category!r} assets in the library (it has: "
-                               f"{', '.join(sorted(categories))})")
+            raise RequestRefused("invalid_parameter", f"no {category!r} assets in the library "
+                                 f"(it has: {', '.join(sorted(categories))})")
         progress("search", 0.5)
         image, _ = frame_object(to_rgba(request.image))
         # A category filter searches everything, then keeps that category's best k.
