@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engine.data import primitives as P
-from engine.eval import metrics as M
+from engine.geometry import metrics as M
 
 
 def shifted_cube_chamfer(d):
