@@ -2,7 +2,7 @@
 layers below it (tests/test_layers.py checks every import, at top level or in a function).
 
     base        where to compute and a stopwatch for stage timings (engine/device.py),
-                atomic file writes (engine/files.py)
+                atomic file writes (engine/files.py), heap trimming (engine/memory.py)
     geometry    meshes: surface sampling and metrics, inside tests, extraction, clean-up
     models      the networks and their checkpoint folders (VecSet VAE, Geom-Seg VAE, DiT)
     render      Blender Workbench renders, cameras, contact sheets, input-image preparation

@@ -8,7 +8,7 @@ from pathlib import Path
 from engine import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = {"device": "base", "files": "base", "cli": "cli", "demo": "cli", "__main__": "cli"}
+TOP_LEVEL = {"device": "base", "files": "base", "memory": "base", "cli": "cli", "demo": "cli", "__main__": "cli"}
 
 
 def module_name(path: Path) -> str:
@@ -55,9 +55,11 @@ def import_graph(folder: str) -> dict[str, set[str]]:
     return graph
 
 
-def test_every_engine_package_has_a_layer():
+def test_every_engine_package_and_module_has_a_layer():
     packages = {p.name for p in (ROOT / "engine").iterdir() if (p / "__init__.py").is_file()}
     assert packages <= set(LAYERS), packages - set(LAYERS)
+    modules = {p.stem for p in (ROOT / "engine").glob("*.py")} - {"__init__"}
+    assert modules <= set(TOP_LEVEL), modules - set(TOP_LEVEL)
 
 
 def test_no_import_goes_up_a_layer():
