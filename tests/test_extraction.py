@@ -169,9 +169,9 @@ def test_decimation_keeps_within_the_budget_and_the_shape():
     full = extract_dense(sphere(), 96)
     vertices, faces = decimate(full.vertices, full.faces, 2000)
     assert len(faces) <= 2000 and vertices.dtype == np.float32 and faces.dtype == np.int32
-    assert as_trimesh(ExtractedMesh(vertices, faces, 0, {})).volume > 0
+    assert as_trimesh(ExtractedMesh(vertices, faces, 0, {}, 0.0)).volume > 0
     # 100k samples put the noise floor of CD between two meshes of this sphere near 0.0055.
-    assert chamfer(full, ExtractedMesh(vertices, faces, 0, {})) < 0.01
+    assert chamfer(full, ExtractedMesh(vertices, faces, 0, {}, 0.0)) < 0.01
     assert decimate(full.vertices, full.faces, len(full.faces))[1] is full.faces
 
     budgeted = extract_hierarchical(sphere(), 96, coarse_resolution=24, max_faces=2000)

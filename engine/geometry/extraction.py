@@ -41,6 +41,7 @@ class ExtractedMesh:
     faces: np.ndarray  # (F, 3) int32, counter-clockwise seen from outside (normals outward)
     queried_points: int  # field evaluations spent
     seconds: dict[str, float]  # wall time per stage
+    lowest: float  # the field's minimum on the dense (coarse) grid
     level: float = 0.0  # the field value the surface was extracted at (see extract_part)
 
 
@@ -245,8 +246,8 @@ def decimate(vertices: np.ndarray, faces: np.ndarray,
     return vertices.astype(np.float32), faces.astype(np.int32)
 
 
-def finish(values: torch.Tensor, grid: Grid, queried_points: int, watch: Stopwatch,
-           max_faces: int | None, progress: Progress | None) -> ExtractedMesh:
+def finish(values: torch.Tensor, grid: Grid, queried_points: int, lowest: float,
+           watch: Stopwatch, max_faces: int | None, progress: Progress | None) -> ExtractedMesh:
     """Marching cubes, the optional face budget, and the stats: the common end of extraction."""
     with watch.stage("marching cubes"):
         vertices, faces = surface_from_grid(values, grid)
@@ -255,7 +256,7 @@ def finish(values: torch.Tensor, grid: Grid, queried_points: int, watch: Stopwat
             vertices, faces = decimate(vertices, faces, max_faces)
     if progress is not None:
         progress(1.0)
-    return ExtractedMesh(vertices, faces, queried_points, watch.seconds)
+    return ExtractedMesh(vertices, faces, queried_points, watch.seconds, lowest)
 
 
 QUERY_SHARE = 0.9  # of the progress range; marching cubes and decimation take the rest
@@ -275,7 +276,7 @@ def extract_dense(field: Field, resolution: int, bounds: float = DEFAULT_BOUNDS,
         flat = torch.arange(grid.size ** 3, device=device)
         values = evaluate(field, grid, flat, chunk, progress_span(progress, 0.0, QUERY_SHARE))
         values = values.view((grid.size,) * 3)
-    return finish(values, grid, len(flat), watch, max_faces, progress)
+    return finish(values, grid, len(flat), values.min().item(), watch, max_faces, progress)
 
 
 def level_resolutions(coarse_resolution: int, resolution: int) -> list[int]:
@@ -315,7 +316,7 @@ def extract_hierarchical(field: Field, resolution: int = 256, coarse_resolution:
         values = evaluate(field, grid, flat, chunk, progress_span(progress, 0.0, share))
         values = values.view((grid.size,) * 3)
         queried = torch.ones_like(values, dtype=torch.bool)
-    queried_points = len(flat)
+    queried_points, lowest = len(flat), values.min().item()
 
     for level, finer in enumerate(levels[1:], start=1):
         level_progress = progress_span(progress, level * share, (level + 1) * share)
@@ -329,7 +330,7 @@ def extract_hierarchical(field: Field, resolution: int = 256, coarse_resolution:
     with watch.stage("complete crossing cells"):
         queried_points += complete_crossing_cells(values, queried, field, grid, chunk,
                                                   progress_span(progress, QUERY_SHARE, QUERY_SHARE))
-    return finish(values, grid, queried_points, watch, max_faces, progress)
+    return finish(values, grid, queried_points, lowest, watch, max_faces, progress)
 
 
 # A learned part decoder's logits change by hundreds per unit near a thin part: with a
@@ -346,31 +347,30 @@ def extract_part(field: Field, resolution: int = 128, coarse_resolution: int = 3
                  lipschitz: float = PART_LIPSCHITZ, device: torch.device | str | None = None,
                  chunk: int = DEFAULT_CHUNK) -> ExtractedMesh:
     """A part's surface that does not vanish because it is thin: the hierarchical extraction
-    at level 0, and when that finds nothing, the field's minimum on a dense
-    RESCUE_RESOLUTION grid decides. A minimum below 0 means a part thinner than the search
-    saw: extract again from that grid. A minimum just above 0 is a wire or sheet the decoder
-    holds just under 0.5 occupancy: extract at RESCUE_MARGIN above the minimum (`level`
-    says which). Empty only when the decoder holds nowhere as the part."""
+    at level 0, and when that finds nothing, the same from a dense RESCUE_RESOLUTION grid,
+    which sees parts thinner than the coarse search. If that grid is nowhere inside either,
+    its minimum just above 0 is a wire or sheet the decoder holds just under 0.5 occupancy:
+    extract at RESCUE_MARGIN above it (`level` says which). Empty only when the decoder
+    holds nowhere as the part."""
     mesh = extract_hierarchical(field, resolution, coarse_resolution, chunk=chunk, device=device,
                                 lipschitz=lipschitz)
     if len(mesh.faces):
         return mesh
-    device = torch.device(device) if device is not None else field_device(field)
     rescue_resolution = resolution
     while rescue_resolution > RESCUE_RESOLUTION and rescue_resolution % 2 == 0:
         rescue_resolution //= 2
-    grid = Grid(rescue_resolution, DEFAULT_BOUNDS)
-    flat = torch.arange(grid.size ** 3, device=device)
-    lowest = evaluate(field, grid, flat, chunk, lambda fraction: None).min().item()
-    level = 0.0 if lowest < 0 else lowest + RESCUE_MARGIN
-    if level > RESCUE_MAX_LEVEL:
-        return mesh
-    rescued = extract_hierarchical(lambda points: field(points) - level, resolution,
-                                   rescue_resolution, chunk=chunk, device=device,
-                                   lipschitz=lipschitz)
+    rescued = extract_hierarchical(field, resolution, rescue_resolution, chunk=chunk,
+                                   device=device, lipschitz=lipschitz)
+    queried, level = mesh.queried_points + rescued.queried_points, 0.0
+    if not len(rescued.faces) and rescued.lowest + RESCUE_MARGIN <= RESCUE_MAX_LEVEL:
+        level = rescued.lowest + RESCUE_MARGIN
+        rescued = extract_hierarchical(lambda points: field(points) - level, resolution,
+                                       rescue_resolution, chunk=chunk, device=device,
+                                       lipschitz=lipschitz)
+        queried += rescued.queried_points
     seconds = {**mesh.seconds, "rescue": sum(rescued.seconds.values())}
-    return ExtractedMesh(rescued.vertices, rescued.faces,
-                         mesh.queried_points + len(flat) + rescued.queried_points, seconds, level)
+    return ExtractedMesh(rescued.vertices, rescued.faces, queried, seconds, rescued.lowest + level,
+                         level)
 
 
 def bench_scene(points: torch.Tensor) -> torch.Tensor:
