@@ -156,19 +156,24 @@ class EngineClient:
         """Generate and wait; returns a Result whose `parts` are the generated parts."""
         return self.submit_generate(image, **options).result()
 
-    def submit_edit(self, parts: list, regenerate: list[int], *, image=None,
-                    steps: int | None = None, guidance: float | None = None,
-                    seed: int | None = None, pipeline: str | None = None) -> Job:
-        """Start re-synthesising the parts whose indices are in `regenerate`, keeping the rest."""
+    def submit_edit(self, parts: list, targets: list[int], *, operation: str | None = None,
+                    image=None, source: str | None = None, alpha: float | None = None,
+                    strength: float | None = None, steps: int | None = None,
+                    guidance: float | None = None, seed: int | None = None,
+                    top_k: int | None = None, pipeline: str | None = None) -> Job:
+        """Start an edit of the parts whose indices are in `targets`, keeping the rest:
+        `operation` refine (default), swap or place (`source` "LIBRARY_ID[:PART]"),
+        interpolate (`alpha`), assemble. Parts carry their latents when they have them."""
         metas, arrays = encode_parts(parts)
-        body = _present(parts=metas, regenerate=list(regenerate), steps=steps,
-                        guidance=guidance, seed=seed, pipeline=pipeline)
+        body = _present(parts=metas, targets=list(targets), operation=operation, source=source,
+                        alpha=alpha, strength=strength, steps=steps, guidance=guidance,
+                        seed=seed, top_k=top_k, pipeline=pipeline)
         if image is not None:
             arrays["image"] = _image(image)
         return self.submit("edit", body, arrays)
 
-    def edit(self, parts: list, regenerate: list[int], **options) -> Result:
-        return self.submit_edit(parts, regenerate, **options).result()
+    def edit(self, parts: list, targets: list[int], **options) -> Result:
+        return self.submit_edit(parts, targets, **options).result()
 
     def submit_library_search(self, image, *, k: int | None = None, level: str | None = None,
                               category: str | None = None) -> Job:

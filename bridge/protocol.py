@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: edit requests (operations, targets, latents on the wire)
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 
 # Clients with a job in flight send a heartbeat every HEARTBEAT_INTERVAL seconds and the
@@ -50,6 +50,8 @@ REQUEST_TYPES = (
 )
 REPLY_TYPES = ("hello", "accepted", "progress", "result", "error", "status", "heartbeat")
 JOB_TYPES = ("generate", "edit", "library.search", "library.asset")
+# What an edit does to its target parts (the part editor, engine/pipelines/editor.py).
+EDIT_OPERATIONS = ("refine", "swap", "place", "interpolate", "assemble")
 
 # Wire dtype name -> numpy dtype. Multi-byte types are little-endian on the wire.
 # "bytes" is an opaque byte string (an encoded image, a thumbnail), shape [length].
@@ -85,8 +87,9 @@ class Part:
     """One part, the project's only part type (dataset assets, the library, pipelines, the
     wire and the add-on): a mesh in its local frame, its rigid transform into the object
     frame, a `category_part` label, its index in the object, and an id shared by identical
-    meshes. `material` (a dataset asset's colour) and `latent` (the VAE latent a pipeline
-    decoded it from) stay in the engine: the wire carries neither."""
+    meshes. `material` (a dataset asset's colour) stays in the engine; `latent` (the VAE latent a
+    pipeline decoded it from, in the object frame) travels when present, so that an asset
+    can be edited later by whoever holds it."""
 
     vertices: np.ndarray  # float32 (V, 3)
     faces: np.ndarray  # int32 (F, 3), indices into vertices
@@ -287,8 +290,11 @@ REQUEST_FIELDS: dict[str, dict[str, Field]] = {
     "generate": {"pipeline": Field(str, "partrag"), "parts": Field(int, None, 1, MAX_PARTS),
                  "steps": _STEPS, "guidance": _GUIDANCE, "seed": _SEED,
                  "top_k": Field(int, None, 0, MAX_SEARCH_RESULTS)},
-    "edit": {"pipeline": Field(str, "editor"), "parts": Field(list),
-             "regenerate": Field(list), "steps": _STEPS, "guidance": _GUIDANCE, "seed": _SEED},
+    "edit": {"pipeline": Field(str, "partrag"), "parts": Field(list), "targets": Field(list),
+             "operation": Field(str, "refine", choices=EDIT_OPERATIONS),
+             "source": Field(str, None), "alpha": Field(float, None, 0.0, 1.0),
+             "strength": Field(float, None, 0.0, 1.0), "steps": _STEPS, "guidance": _GUIDANCE,
+             "seed": _SEED, "top_k": Field(int, None, 0, MAX_SEARCH_RESULTS)},
     "library.search": {"k": Field(int, 8, 1, MAX_SEARCH_RESULTS),
                        "level": Field(str, "object", choices=("object", "part")),
                        "category": Field(str, None)},
@@ -325,6 +331,7 @@ def validate_request(message: Message) -> dict:
         if len(body["parts"]) > MAX_PARTS:
             raise ProtocolError("invalid_part", f"an edit carries at most {MAX_PARTS} parts")
         required = required + part_array_names(len(body["parts"]))
+        optional = optional + part_latent_names(len(body["parts"]))
     missing = [name for name in required if name not in message.arrays]
     if missing:
         raise ProtocolError("missing_array", f"{message.type} needs array(s) {missing}")
@@ -365,14 +372,22 @@ def part_array_names(count: int) -> tuple:
                  for key in ("vertices", "faces", "transform"))
 
 
+def part_latent_names(count: int) -> tuple:
+    """Names of the optional arrays with the parts' latents (float32 (T, C))."""
+    return tuple(f"parts/{n}/latent" for n in range(count))
+
+
 def encode_parts(parts: Iterable[Part]) -> tuple[list, dict]:
-    """(JSON part descriptions, arrays) for a message body's "parts" field."""
+    """(JSON part descriptions, arrays) for a message body's "parts" field; a part's latent
+    travels when it has one (so an asset can be edited later)."""
     metas, arrays = [], {}
     for n, part in enumerate(parts):
         metas.append({"index": part.index, "label": part.label, "mesh_id": part.mesh_id})
         arrays[f"parts/{n}/vertices"] = part.vertices
         arrays[f"parts/{n}/faces"] = part.faces
         arrays[f"parts/{n}/transform"] = part.transform
+        if part.latent is not None:
+            arrays[f"parts/{n}/latent"] = np.ascontiguousarray(part.latent, np.float32)
     return metas, arrays
 
 
@@ -407,7 +422,12 @@ def decode_parts(metas, arrays: Mapping) -> list:
         if faces.min() < 0 or faces.max() >= len(vertices):
             raise ProtocolError("invalid_part", f"{where}: face indices must lie in "
                                 f"0..{len(vertices) - 1}")
-        parts.append(Part(vertices, faces, transform, label, index, mesh_id))
+        latent = None
+        if f"parts/{n}/latent" in arrays:
+            latent = _part_array(arrays, n, "latent", "float32", (None, None))
+            if not np.isfinite(latent).all():
+                raise ProtocolError("invalid_part", f"{where}: latent must be finite")
+        parts.append(Part(vertices, faces, transform, label, index, mesh_id, latent=latent))
     return parts
 
 

@@ -146,7 +146,7 @@ def add_package_commands(subparsers) -> None:
     from engine.data import cli as data_cli
     from engine.eval import cli as eval_cli
     from engine.models import parity
-    from engine.pipelines import cli as generate_cli
+    from engine.pipelines import cli as generate_cli, edit_cli
     from engine.retrieval import cli as library_cli
     from engine.training import cli as train_cli, dit_cli
 
@@ -156,7 +156,8 @@ def add_package_commands(subparsers) -> None:
     sub = train.add_subparsers(dest="train_command", required=True)
     dit_cli.register(sub)
     train_cli.register(sub)
-    for register in (eval_cli.register, library_cli.register, generate_cli.register):
+    for register in (eval_cli.register, library_cli.register, generate_cli.register,
+                     edit_cli.register):
         register(subparsers)
 
 

@@ -57,7 +57,7 @@ def generate_bad_result(request, progress, cancelled):
 
 def edit_echo(request, progress, cancelled):
     progress("echo", 0.5)
-    return Result(request.parts, {"regenerate": request.params["regenerate"]})
+    return Result(request.parts, {"targets": request.params["targets"]})
 
 
 def library_search(request, progress, cancelled):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bridge import EngineClient, EngineError, JobCancelled
-from bridge.protocol import Message, encode, encode_parts
+from bridge.protocol import PROTOCOL_VERSION, Message, encode, encode_parts
 from bridge_harness import EngineProcess, RawClient, big_parts, png_bytes
 from bridge_harness import watchdog  # noqa: F401 (autouse: bounds every test)
 from bridge_test_pipeline import THUMBNAIL, make_part
@@ -50,7 +50,7 @@ def assert_parts_equal(got, sent):
 
 def test_hello_describes_the_engine(client):
     hello = client.hello()
-    assert hello["protocol"] == 1
+    assert hello["protocol"] == PROTOCOL_VERSION == 2
     assert hello["device"] in ("cpu", "starting") or hello["device"].startswith("cuda")
     assert {"operation": "generate", "name": "test", "kind": "test"} in hello["models"]
     assert hello["library_size"] == 3
@@ -73,7 +73,7 @@ def test_generate_returns_the_pipeline_parts(client, tmp_path, kind):
 def test_round_trip_of_8_parts_of_100k_vertices_is_exact(client):
     parts = big_parts(8, 100_000, seed=7)
     result = client.edit(parts, [0, 3], pipeline="test-echo")
-    assert result.metadata == {"regenerate": [0, 3]}
+    assert result.metadata == {"targets": [0, 3]}
     assert_parts_equal(result.parts, parts)
 
 
@@ -229,7 +229,7 @@ def valid_generate(job="bad-1", **body):
 def valid_edit(**body):
     metas, arrays = encode_parts(big_parts(2, 10))
     return Message("edit", "bad-1", {"pipeline": "test-echo", "parts": metas,
-                                     "regenerate": [0], **body}, arrays)
+                                     "targets": [0], **body}, arrays)
 
 
 def with_header(change, message=None):
@@ -294,7 +294,7 @@ BAD_INPUTS = {
     # header fields
     "missing_type": (lambda: with_header(lambda h: h.pop("type")), "missing_field"),
     "extra_header_field": (lambda: with_header(setitem("priority", 9)), "unexpected_field"),
-    "wrong_protocol_version": (lambda: with_header(setitem("protocol", 2)), "unsupported_protocol"),
+    "wrong_protocol_version": (lambda: with_header(setitem("protocol", 1)), "unsupported_protocol"),
     "protocol_as_string": (lambda: with_header(setitem("protocol", "1")), "invalid_field"),
     "unknown_type": (lambda: with_header(setitem("type", "explode")), "unknown_type"),
     "reply_type_as_request": (lambda: with_header(setitem("type", "result")), "unknown_type"),
@@ -340,7 +340,9 @@ BAD_INPUTS = {
     "nan_vertex": (lambda: edit_with("parts/0/vertices", np.full((10, 3), np.nan, np.float32)), "invalid_part"),
     "missing_part_array": (lambda: with_header(lambda h: h["body"]["parts"].append(
         {"index": 7, "label": "x", "mesh_id": None}), valid_edit()), "missing_array"),
-    "regenerate_unknown_part": (lambda: encode(valid_edit(regenerate=[5])), "invalid_field"),
+    "target_unknown_part": (lambda: encode(valid_edit(targets=[5])), "invalid_part"),
+    "latent_wrong_dtype": (lambda: edit_with("parts/0/latent", np.zeros((4, 2))), "array_mismatch"),
+    "unknown_operation": (lambda: encode(valid_edit(operation="melt")), "invalid_field"),
     # library
     "search_k_zero": (lambda: encode(Message("library.search", "bad-1", {"k": 0}, {"image": png_bytes()})), "invalid_field"),
     "search_bad_level": (lambda: encode(Message("library.search", "bad-1", {"level": "galaxy"}, {"image": png_bytes()})), "invalid_field"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bridge.errors import ProtocolError
-from bridge.protocol import (MAX_FRAMES, Message, Result, decode, decode_result, encode,
+from bridge.protocol import (MAX_FRAMES, PROTOCOL_VERSION, Message, Result, decode, decode_result, encode,
                              encode_result, validate_request)
 from bridge_harness import REPO, big_parts, png_bytes
 from bridge_harness import watchdog  # noqa: F401 (autouse: bounds every test)
@@ -37,7 +37,7 @@ def test_arrays_and_bytes_round_trip_exactly():
 def test_header_describes_frames():
     frames = encode(Message("generate", "j", {}, {"image": b"abc", "v": np.zeros((5, 3), np.float32)}))
     header = json.loads(frames[0])
-    assert header["protocol"] == 1
+    assert header["protocol"] == 2
     assert header["arrays"] == [
         {"name": "image", "dtype": "bytes", "shape": [3], "nbytes": 3, "frame": 1},
         {"name": "v", "dtype": "float32", "shape": [5, 3], "nbytes": 60, "frame": 2},
@@ -46,7 +46,7 @@ def test_header_describes_frames():
 
 def test_decoded_arrays_do_not_copy_the_frame():
     frame = np.arange(300, dtype=np.float32).tobytes()
-    header = {"protocol": 1, "type": "result", "job": "j", "body": {},
+    header = {"protocol": PROTOCOL_VERSION, "type": "result", "job": "j", "body": {},
               "arrays": [{"name": "a", "dtype": "float32", "shape": [100, 3], "nbytes": 1200,
                           "frame": 1}]}
     array = decode([json.dumps(header).encode(), frame]).arrays["a"]

@@ -133,7 +133,7 @@ def test_strength_starts_from_known_latents_noised_to_the_first_sigma():
     out = sampler.sample(oracle, noise, torch.zeros(2, 1, 8), 2, steps=3, guidance=1.0,
                          init=init, strength=0.6)
     assert torch.allclose(out, init, atol=1e-5)
-    with pytest.raises(ValueError, match="go together"):
+    with pytest.raises(ValueError, match="go with a strength below 1"):
         sampler.sample(still, noise, torch.zeros(2, 1, 8), 2, steps=2, init=init)
     with pytest.raises(ValueError, match="strength must be in"):
         sampler.sigmas(2, strength=1.5)

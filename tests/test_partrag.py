@@ -408,6 +408,7 @@ def test_server_generate_end_to_end(world, tmp_path):
             assert len(result.parts) == 2
             assert len(result.metadata["retrieved"]) == 1
             assert {p.index for p in result.parts} == {0, 1}
+            assert all(p.latent is not None and p.latent.ndim == 2 for p in result.parts)
     finally:
         engine.stop()
 
@@ -432,7 +433,8 @@ def test_server_answers_bad_requests_with_their_own_codes(world, tmp_path):
                       "invalid_part_count", f"1 to {max_parts} parts"),
                      (lambda: client.generate(blank, parts=2, steps=1), "no_foreground",
                       "no opaque (object) pixels"),
-                     (lambda: client.edit([part], [0]), "not_implemented", "not part of this engine yet"),
+                     (lambda: client.edit([part], [0], operation="swap"), "invalid_parameter",
+                      "swap needs the library part"),
                      (lambda: client.generate(reference_image(world), parts=2, steps=1,
                                               top_k=bank + 1), "invalid_parameter",
                       f"exceeds the bank's {bank} assets")]
@@ -480,7 +482,9 @@ def test_bundle_contract_saves_loads_and_dispatches_on_the_class_name(world, tmp
     image = reference_image(world)
     a, b = reloaded(image, 2, steps=1, seed=3), again(image, 2, steps=1, seed=3)
     assert all(np.array_equal(x.vertices, y.vertices) for x, y in zip(a.parts, b.parts))
-    assert a.params == b.params == {**pipeline.resolve(2, 1, None, None, None), "seed": 3}
+    expected = {**pipeline.resolve(2, 1, None, None, None), "seed": 3}
+    assert a.params == {**expected, "model": str(first)}
+    assert b.params == {**expected, "model": str(second)}
     assert installed_bundles(tmp_path / "models") == [first, second]
     index = json.loads((second / "model_index.json").read_text())
     (second / "model_index.json").write_text(json.dumps({**index, "_class_name": "Nope"}))

@@ -15,10 +15,12 @@ PAPER_SAMPLES = 204_800  # engine.geometry.metrics.PAPER_SAMPLES, without import
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate trained networks")
     sub = parser.add_subparsers(dest="eval_command", required=True)
+    from engine.eval.editing_cli import add_editing
     from engine.eval.generation_cli import add_diagnose, add_generation
 
     add_generation(sub)
     add_diagnose(sub)
+    add_editing(sub)
     vae = sub.add_parser("vae", help="part VAE reconstruction (CD, F-Score) and Geom-Seg figures")
     vae.add_argument("--split", default="test", choices=["train", "val", "test"])
     vae.add_argument("--data", type=Path, default=Path("data/parts"), help="dataset folder")

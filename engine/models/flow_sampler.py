@@ -8,6 +8,12 @@ known latents: with `strength` s < 1 the unshifted schedule runs s·(1 - i/S) an
 (1-σ_0)·init + σ_0·noise, the flow's own interpolation (PartRAG's editor initialises its
 denoising from retrieved latents the same way).
 
+Masked sampling (PartRAG's part editor, §3.5): rows marked `frozen` are not sampled but
+re-entered before every step at the current σ, (1-σ_i)·clean + σ_i·noise, with the same
+noise throughout: the DiT was trained with one σ per object, so clean parts beside noisy
+ones would be out of its distribution (inpainting with flow models works this way). They
+come back as their clean latents.
+
 Classifier-free guidance runs one doubled batch [unconditional, conditional]: zero context
 first, each half with its own part ids 0..n-1 per object; v = v_u + g·(v_c - v_u).
 """
@@ -92,6 +98,7 @@ class FlowSampler:
     def sample(self, model: Denoiser, noise: torch.Tensor, context: torch.Tensor,
                num_parts: int | torch.Tensor, *, steps: int = 50, guidance: float = 7.0,
                init: torch.Tensor | None = None, strength: float = 1.0,
+               frozen: torch.Tensor | None = None, renoise_frozen: bool = True,
                progress: Callable[[int, int], None] | None = None,
                check_cancelled: Callable[[], None] | None = None) -> torch.Tensor:
         """noise (rows, T, C) -> latents after `steps` guided Euler steps.
@@ -99,10 +106,13 @@ class FlowSampler:
         `context` (rows, L, Cc) conditions every part row; `num_parts` groups rows into
         objects. Guidance g > 1 runs the [unconditional, conditional] batch; g <= 1 runs
         the conditional branch alone. `init` (like noise) with `strength` < 1 starts from
-        those latents noised to the first σ. `progress(done, steps)` follows every step;
-        `check_cancelled()` runs before every step and stops sampling by raising."""
-        if (init is None) != (strength == 1.0):
-            raise ValueError("start latents and a strength below 1 go together")
+        those latents noised to the first σ. `frozen` (rows,) bool marks rows of `init` that
+        stay as they are (masked sampling, see the module docstring; `renoise_frozen` False
+        enters them clean at every step instead, the ablation). `progress(done, steps)`
+        follows every step; `check_cancelled()` runs before every step and stops sampling by
+        raising."""
+        if (init is None) != (strength == 1.0 and frozen is None):
+            raise ValueError("start latents go with a strength below 1 or frozen rows")
         counts = part_counts(num_parts).to(noise.device)
         sigmas, timesteps = self.sigmas(steps, strength), self.timesteps(steps, strength)
         x = noise
@@ -112,13 +122,24 @@ class FlowSampler:
                                  f"{tuple(noise.shape)}")
             x = ((1.0 - sigmas[0].item()) * init.float() + sigmas[0].item() * noise.float()
                  ).to(noise.dtype)
+        if frozen is not None:
+            if init is None or frozen.shape != noise.shape[:1] or frozen.all():
+                raise ValueError("masked sampling needs start latents, one flag per row and "
+                                 "at least one row to sample")
+            frozen = frozen.to(noise.device)
         for i in range(steps):
             if check_cancelled is not None:
                 check_cancelled()
+            if frozen is not None:
+                level = sigmas[i].item() if renoise_frozen else 0.0
+                x[frozen] = ((1.0 - level) * init[frozen].float()
+                             + level * noise[frozen].float()).to(x.dtype)
             v = guided_velocity(model, x, timesteps[i].item(), context, counts, guidance)
             x = (x.float() + (sigmas[i] - sigmas[i + 1]).item() * v.float()).to(x.dtype)
             if progress is not None:
                 progress(i + 1, steps)
+        if frozen is not None:
+            x[frozen] = init[frozen].to(x.dtype)
         return x
 
 

@@ -99,7 +99,8 @@ class Generation:
     reports: list[dict]  # per part: empty (a placeholder cube), pieces, debris_removed, raw_debris
     retrieved: list[dict]  # asset_id + score of the exemplars in the context
     timings: dict[str, float]  # seconds per stage and in total
-    params: dict = field(default_factory=dict)  # what was asked (steps, guidance, seed, top_k)
+    params: dict = field(default_factory=dict)  # what was asked (steps, guidance, seed, top_k, model)
+    reference: np.ndarray | None = None  # the input image as given, kept so the asset can be edited
 
 
 class PartRAGPipeline:
@@ -261,18 +262,7 @@ class PartRAGPipeline:
         cancel()
         span("retrieve", 0.0)
         with watch.stage("retrieve"):
-            hits, label_hits = [], []
-            if self.bank is not None:
-                key = conditioning.object_embedding(encoded.pooled[0]).numpy()
-                label_hits = self.bank.search(key, max(top_k, LABEL_NEIGHBOURS), exclude=exclude)
-                hits = label_hits[:top_k]
-            query = encoded.tokens.to(self.device)
-            if hits:
-                images, latents = self.bank.context(hits)
-                context = fuse_context(query, images[None].to(self.device),
-                                       self.scale.normalise(latents[None].to(self.device)), self.rag)
-            else:
-                context = query
+            context, hits, label_hits = self.retrieve(encoded, top_k, exclude)
 
         cancel()
         with watch.stage("denoise"):
@@ -300,7 +290,24 @@ class PartRAGPipeline:
         timings = {**watch.seconds, "total": time.perf_counter() - started}
         return Generation(out, [m.report() for m in meshes],
                           [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
-                          {**settings, "seed": seed})
+                          {**settings, "seed": seed, "model": self.name}, image)
+
+    def retrieve(self, encoded, top_k: int, exclude: str | None = None
+                 ) -> tuple[torch.Tensor, list[Hit], list[Hit]]:
+        """Encoded image -> (the DiT's context, the top-k hits in it, the hits that label
+        parts: at least LABEL_NEIGHBOURS). Without a bank the context is the image's alone."""
+        hits, label_hits = [], []
+        if self.bank is not None:
+            key = conditioning.object_embedding(encoded.pooled[0]).numpy()
+            label_hits = self.bank.search(key, max(top_k, LABEL_NEIGHBOURS), exclude=exclude)
+            hits = label_hits[:top_k]
+        query = encoded.tokens.to(self.device)
+        if not hits:
+            return query, hits, label_hits
+        images, latents = self.bank.context(hits)
+        context = fuse_context(query, images[None].to(self.device),
+                               self.scale.normalise(latents[None].to(self.device)), self.rag)
+        return context, hits, label_hits
 
     def start_latents(self, hits: list[Hit], parts: int) -> tuple[torch.Tensor, list[str]]:
         """The first `parts` part latents of the retrieved assets and their labels: assets

@@ -20,6 +20,13 @@ PIPELINES = {
 }
 
 
+# _class_name -> (module, class) of the part editor that runs on such a bundle's networks
+EDITORS = {
+    "PartRAGPipeline": ("engine.pipelines.editor", "PartEditor"),
+    "PartCrafterPipeline": ("engine.pipelines.editor", "PartEditor"),
+}
+
+
 def class_name(folder: str | Path) -> str:
     """The bundle's `_class_name`, refused when no pipeline of this engine loads it."""
     name = read_model_index(folder)[CLASS_KEY]
@@ -37,6 +44,16 @@ def class_for(folder: str | Path) -> type:
     """The pipeline class that loads the bundle in `folder`."""
     _, module, cls = PIPELINES[class_name(folder)]
     return getattr(importlib.import_module(module), cls)
+
+
+def has_editor(folder: str | Path) -> bool:
+    return class_name(folder) in EDITORS
+
+
+def editor_over(pipeline, folder: str | Path):
+    """The part editor of the bundle in `folder`, sharing its loaded `pipeline`."""
+    module, cls = EDITORS[class_name(folder)]
+    return getattr(importlib.import_module(module), cls)(pipeline)
 
 
 def load_pipeline(folder: str | Path, device="cpu", **options):

@@ -28,15 +28,24 @@ class PartEncoder:
         return {"vae": str(self.folder), "tokens": self.tokens, "points": self.points,
                 "channels": self.channels}
 
-    @torch.no_grad()
     def encode(self, asset: PartAsset, seed: int) -> np.ndarray:
         """(parts, tokens, channels) float32 posterior means, one batch for all parts."""
-        rng = np.random.default_rng(seed)
-        clouds = []
-        for part in asset.parts:
-            s = sample_surface(part.object_vertices(), part.faces, self.points, rng)
-            clouds.append(np.concatenate([s.points, s.normals], 1))
-        points = torch.from_numpy(np.stack(clouds)).to(self.device)
-        generator = torch.Generator(self.device).manual_seed(seed)
-        posterior = self.vae.encode(points, self.tokens, generator=generator)
-        return posterior.mean.float().cpu().numpy()
+        return encode_meshes(self.vae, [(p.object_vertices(), p.faces) for p in asset.parts],
+                             seed)
+
+
+@torch.no_grad()
+def encode_meshes(vae: VecSetVAE, meshes: list[tuple[np.ndarray, np.ndarray]],
+                  seed: int) -> np.ndarray:
+    """Object-frame part meshes (vertices, faces) -> (parts, tokens, channels) float32
+    posterior means, one batch for all parts, deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    clouds = []
+    for vertices, faces in meshes:
+        s = sample_surface(vertices, faces, vae.encode_points, rng)
+        clouds.append(np.concatenate([s.points, s.normals], 1))
+    device = next(vae.parameters()).device
+    points = torch.from_numpy(np.stack(clouds)).to(device)
+    generator = torch.Generator(device).manual_seed(seed)
+    posterior = vae.encode(points, vae.encode_tokens, generator=generator)
+    return posterior.mean.float().cpu().numpy()

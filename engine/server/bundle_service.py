@@ -1,7 +1,8 @@
 """The model bundles installed under models/, behind the engine server's requests.
 
 At start-up every folder with a model_index.json is registered under its folder name for the
-operation its pipeline class serves (models/partrag -> generate "partrag"); the networks load
+operation its pipeline class serves (models/partrag -> generate "partrag"), and for edits
+when its class has a part editor (edit "partrag", on the same loaded networks); the networks load
 on the first job (on the worker thread, so the server answers hello and heartbeats
 meanwhile) and stay loaded. Requests pass on what the user gave; the pipeline fills in the
 rest. A folder whose class this engine does not know is skipped with a warning.
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
+from bridge.errors import RequestRefused
 from bridge.protocol import Result
-from engine.pipelines.registry import installed_bundles, operation_of
+from engine.pipelines.registry import has_editor, installed_bundles, operation_of
 from engine.server import pipelines
 
 log = logging.getLogger(__name__)
@@ -42,19 +45,54 @@ class BundleService:
         pipeline = self.pipeline()
         params = request.params
 
-        def check_cancelled() -> None:
-            if cancelled():
-                raise pipelines.JobCancelled
-
         generation = pipeline(
             request.image, params["parts"], steps=params["steps"], guidance=params["guidance"],
             seed=params["seed"], top_k=params["top_k"], progress=progress,
-            check_cancelled=check_cancelled)
+            check_cancelled=cancel_check(cancelled))
         empty = [p.index for p, report in zip(generation.parts, generation.reports)
                  if report["empty"]]
         return Result(generation.parts, {"retrieved": generation.retrieved,
                                          "timings": generation.timings,
                                          "params": generation.params, "empty_parts": empty})
+
+
+def cancel_check(cancelled):
+    def check_cancelled() -> None:
+        if cancelled():
+            raise pipelines.JobCancelled
+    return check_cancelled
+
+
+class EditService:
+    """Edits with the part editor over a BundleService's pipeline (loaded once for both)."""
+
+    def __init__(self, bundle: BundleService):
+        self.bundle = bundle
+
+    def __call__(self, request: pipelines.Request, progress, cancelled) -> Result:
+        from engine.pipelines.editor import LibraryPart
+        from engine.pipelines.registry import editor_over
+
+        progress("load", 0.0)
+        editor = editor_over(self.bundle.pipeline(), self.bundle.folder)
+        params = request.params
+        position = {part.index: n for n, part in enumerate(request.parts)}
+        source = None
+        if params["source"] is not None:
+            asset_id, _, part = params["source"].partition(":")
+            if part and not part.isdigit():
+                raise RequestRefused("invalid_parameter", f"source must be LIBRARY_ID or "
+                                     f"LIBRARY_ID:PART, got {params['source']!r}")
+            source = LibraryPart(asset_id, int(part or 0))
+        parts = [replace(p, index=n) for n, p in enumerate(request.parts)]
+        edit = editor(parts, [position[t] for t in params["targets"]], params["operation"],
+                      image=request.image, source=source, alpha=params["alpha"],
+                      strength=params["strength"], steps=params["steps"],
+                      guidance=params["guidance"], seed=params["seed"], top_k=params["top_k"],
+                      progress=progress, check_cancelled=cancel_check(cancelled))
+        out = [replace(p, index=original.index) for p, original in zip(edit.parts, request.parts)]
+        return Result(out, {"timings": edit.timings, "params": edit.params,
+                            "reports": edit.reports})
 
 
 def register_installed(models: Path) -> list[str]:
@@ -66,6 +104,9 @@ def register_installed(models: Path) -> list[str]:
         except ValueError as error:
             log.warning("skipping %s", error)
             continue
-        pipelines.register(operation, folder.name, BundleService(folder), {"bundle": str(folder)})
+        service = BundleService(folder)
+        pipelines.register(operation, folder.name, service, {"bundle": str(folder)})
+        if has_editor(folder):
+            pipelines.register("edit", folder.name, EditService(service), {"bundle": str(folder)})
         names.append(folder.name)
     return names

@@ -25,6 +25,7 @@ from bridge.protocol import Result
 # naming one of these that is not registered gets "not installed", not "unknown".
 EXPECTED = {
     ("generate", "partrag"): "models/partrag",
+    ("edit", "partrag"): "models/partrag",
     ("library.search", "library"): "models/library",
     ("library.asset", "library"): "models/library",
 }
@@ -32,8 +33,6 @@ EXPECTED = {
 NOT_IMPLEMENTED = {
     ("generate", "unipart"): "UniPart generation is not part of this engine yet; use the "
                              "'partrag' pipeline",
-    ("edit", "editor"): "the masked part editor is not part of this engine yet; swap parts "
-                        "from the library (library.asset) or generate again",
 }
 LIBRARY = "library"  # library requests name no pipeline; they go to this one
 

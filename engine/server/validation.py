@@ -26,7 +26,7 @@ def parse_request(message: Message) -> Request:
     parts = []
     if message.type == "edit":
         parts = decode_parts(params.pop("parts"), message.arrays)
-        _check_regenerate(params["regenerate"], parts)
+        _check_targets(params["targets"], parts)
     return Request(
         operation=message.type,
         pipeline=params.pop("pipeline", LIBRARY),
@@ -74,10 +74,10 @@ def _check_size(width: int, height: int) -> None:
                             f"at most {MAX_IMAGE_SIDE} pixels (resize it first)")
 
 
-def _check_regenerate(regenerate: list, parts: list) -> None:
+def _check_targets(targets: list, parts: list) -> None:
     indices = {part.index for part in parts}
-    if (not regenerate or len(set(map(repr, regenerate))) != len(regenerate)
+    if (not targets or len(set(map(repr, targets))) != len(targets)
             or not all(isinstance(i, int) and not isinstance(i, bool) and i in indices
-                       for i in regenerate)):
-        raise ProtocolError("invalid_field", "'regenerate' must list distinct indices of "
-                            f"parts in the request (have {sorted(indices)})")
+                       for i in targets)):
+        raise ProtocolError("invalid_part", "'targets' must list distinct indices of parts in "
+                            f"the request (have {sorted(indices)}), at least one")
