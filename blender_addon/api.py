@@ -2,14 +2,20 @@
 
     from bl_ext.user_default.partsmith import api
     root = api.generate("chair.png", parts=6, seed=0)   # blocks, prints progress
+    legs = [o for o in root.children if o["partsmith_label"] == "chair_leg"]
+    found = api.candidates(legs[0], k=12)                # library parts to swap in
+    api.swap(legs[0], found[0]); api.refine(legs[1:], strength=0.5, seed=2)
 
-`start()` is the non-blocking form: it returns a Generation whose `step()` never blocks
-(the UI calls it from a timer). Works in the UI and in background mode (`bpy` module).
+`start()` / `start_edit()` are the non-blocking forms: they return a Task whose `step()`
+never blocks (the UI calls it from a timer). Works in the UI and in background mode (`bpy`
+module). Edits need no engine state: the asset carries its latents and reference image.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
@@ -30,24 +36,19 @@ class PartsmithError(Exception):
         self.message = message
 
 
-class Generation:
-    """One generate request, from submission to the built asset (or an error).
+class Task:
+    """One engine job, from submission to its change of the scene (or an error).
 
     `state`: running | done | failed | cancelled. The scene is touched only once, when
-    the result arrives, and atomically (see scene.build_asset)."""
+    the result arrives, and atomically (scene.build_asset, scene.replace_parts); a
+    finished task is one undo step. Subclasses submit in __init__ and apply in `_apply`."""
 
-    def __init__(self, image, parameters: dict, name: str, collection=None):
-        self.parameters = parameters
+    def __init__(self, name: str):
         self.name = name
-        self.collection = collection
         self.state, self.stage, self.fraction = "running", "sending", 0.0
         self.code, self.error = "", ""
         self.root: bpy.types.Object | None = None
         self.started = time.perf_counter()
-        engine_link.ensure_engine()
-        options = {key: parameters[key] for key in ("parts", "steps", "guidance", "seed", "top_k")}
-        self.job = engine_link.client().submit_generate(
-            _image_payload(image), pipeline=parameters["model"], **options)
 
     def step(self) -> bool:
         """Take in the latest news from the engine; True once finished."""
@@ -58,19 +59,13 @@ class Generation:
         if not self.job.done:
             return False
         try:
-            result = self.job.result(0)
-            # Record what the engine actually used (its defaults for what was left open,
-            # e.g. steps, top-k, strength), as the demo's .blend does.
-            used = {**self.parameters, **result.metadata.get("params", {})}
-            self.root = scene.build_asset(
-                result.parts, name=self.name, asset_id=self.job.id, parameters=used,
-                retrieved=result.metadata.get("retrieved", []), collection=self.collection)
+            self._apply(self.job.result(0))
         except JobCancelled as error:
             self._fail("cancelled", error.code, engine_link.describe(error))
         except EngineError as error:
             self._fail("failed", error.code, engine_link.describe(error))
         except Exception as error:  # scene building failed: the scene is unchanged
-            self._fail("failed", "scene_failed", f"Building the asset failed: {error}")
+            self._fail("failed", "scene_failed", f"Changing the scene failed: {error}")
         else:
             self.state, self.fraction = "done", 1.0
             _undo_push(f"Partsmith: {self.name}")
@@ -85,10 +80,55 @@ class Generation:
         Current.error = message
 
 
-class Current:
-    """What the panel shows: the latest generation and the last error."""
+class Generation(Task):
+    """One generate request; `root` is the built asset once done."""
 
-    generation: Generation | None = None
+    def __init__(self, image, parameters: dict, name: str, collection=None):
+        super().__init__(name)
+        self.parameters = parameters
+        self.collection = collection
+        engine_link.ensure_engine()
+        options = {key: parameters[key] for key in ("parts", "steps", "guidance", "seed", "top_k")}
+        payload = _image_payload(image)
+        self.reference = payload if isinstance(payload, bytes) else None
+        self.job = engine_link.client().submit_generate(
+            payload, pipeline=parameters["model"], **options)
+
+    def _apply(self, result) -> None:
+        # Record what the engine actually used (its defaults for what was left open,
+        # e.g. steps, top-k, strength), as the demo's .blend does.
+        used = {**self.parameters, **result.metadata.get("params", {})}
+        self.root = scene.build_asset(
+            result.parts, name=self.name, asset_id=self.job.id, parameters=used,
+            retrieved=result.metadata.get("retrieved", []), collection=self.collection,
+            reference=self.reference)
+
+
+class Edit(Task):
+    """One edit of some parts of an asset; `changed` are the part objects it replaced."""
+
+    def __init__(self, root, targets: list[int], operation: str, options: dict):
+        super().__init__(f"{operation} {root.name}")
+        self.root, self.targets, self.operation = root, targets, operation
+        self.options = options
+        self.changed: list = []
+        parts = [scene.part_of(obj) for obj in scene.asset_parts(root)]
+        model = json.loads(root.get(scene.PROP + "parameters", "{}")).get("model", "partrag")
+        engine_link.ensure_engine()
+        self.job = engine_link.client().submit_edit(
+            parts, targets, operation=operation, image=scene.reference_bytes(root),
+            pipeline=model, **options)
+
+    def _apply(self, result) -> None:
+        record = {"operation": self.operation, "targets": self.targets,
+                  **{k: v for k, v in self.options.items() if v is not None}}
+        self.changed = scene.replace_parts(self.root, result.parts, self.targets, record)
+
+
+class Current:
+    """What the panel shows: the latest generation or edit, and the last error."""
+
+    task: Task | None = None
     error: str = ""
 
 
@@ -108,37 +148,136 @@ def start(image, *, parts: int | None = None, seed: int = 0, steps: int | None =
     except (OSError, ValueError, TypeError) as error:
         Current.error = str(error)
         raise PartsmithError("bad_request", str(error)) from error
-    Current.generation = generation
+    Current.task = generation
     return generation
 
 
 def generate(image, *, report=print, **options) -> bpy.types.Object:
     """Generate and wait, printing progress; returns the asset's root Empty. Raises
     PartsmithError; the scene is unchanged then. Ctrl+C cancels the job."""
-    generation = start(image, **options)
-    shown = None
-    try:
-        while not generation.step():
-            line = f"Partsmith: {generation.stage} {generation.fraction:4.0%}"
-            if line != shown and report:
-                report(line)
-                shown = line
-            time.sleep(POLL_INTERVAL)
-    except KeyboardInterrupt:
-        generation.cancel()
-        raise
-    if generation.state != "done":
-        raise PartsmithError(generation.code, generation.error)
+    generation = wait(start(image, **options), report)
     if report:
         report(f"Partsmith: {generation.root.name} with {len(generation.root.children)} "
                f"parts in {time.perf_counter() - generation.started:.1f} s")
     return generation.root
 
 
+def wait(task: Task, report=print) -> Task:
+    """Step `task` until it finishes, printing progress; raise PartsmithError unless done.
+    Ctrl+C cancels the job."""
+    shown = None
+    try:
+        while not task.step():
+            line = f"Partsmith: {task.stage} {task.fraction:4.0%}"
+            if line != shown and report:
+                report(line)
+                shown = line
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        task.cancel()
+        raise
+    if task.state != "done":
+        raise PartsmithError(task.code, task.error)
+    return task
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A library part the engine proposes for a swap; `thumbnail` is its asset's picture
+    (WebP bytes)."""
+    asset_id: str
+    part: int
+    label: str
+    category: str
+    thumbnail: bytes = b""
+
+    @property
+    def source(self) -> str:
+        return f"{self.asset_id}:{self.part}"
+
+
+def start_edit(objs, operation: str, **options) -> Edit:
+    """Submit an edit of the part objects `objs` (one asset's) and return at once; the
+    returned Edit's `step()` never blocks. Options: strength, seed, steps, guidance,
+    source ("ASSET_ID:PART" or a Candidate), alpha."""
+    objs = list(objs) if isinstance(objs, (list, tuple, set)) else [objs]
+    roots = {scene.asset_root(obj) for obj in objs}
+    targets = sorted(int(obj[scene.PROP + "index"]) for obj in objs if scene.PROP + "index" in obj)
+    Current.error = ""
+    try:
+        if not objs or None in roots:
+            raise PartsmithError("invalid_part", "Select part objects of a Partsmith asset")
+        if len(roots) > 1:
+            raise PartsmithError("invalid_part", "Edit the parts of one asset at a time")
+        if len(targets) != len(objs):
+            raise PartsmithError("invalid_part", "Select the parts to edit, not the asset root")
+        if isinstance(options.get("source"), Candidate):
+            options["source"] = options["source"].source
+        edit = Edit(roots.pop(), targets, operation, options)
+    except PartsmithError as error:
+        Current.error = error.message
+        raise
+    Current.task = edit
+    return edit
+
+
+def edit(objs, operation: str, *, report=print, **options) -> list:
+    """Edit and wait; returns the changed part objects. Raises PartsmithError; the scene is
+    unchanged then."""
+    return wait(start_edit(objs, operation, **options), report).changed
+
+
+def refine(objs, *, strength: float | None = 0.5, seed: int = 1, steps: int | None = None,
+           report=print) -> list:
+    """Re-noise the parts to `strength` and denoise them again; a new seed varies them."""
+    return edit(objs, "refine", strength=strength, seed=seed, steps=steps, report=report)
+
+
+def swap(part_obj, candidate, *, strength: float | None = None, seed: int = 0,
+         report=print) -> list:
+    """Put the library part `candidate` (a Candidate or "ASSET_ID:PART") in the part's
+    place and blend it in."""
+    return edit(part_obj, "swap", source=candidate, strength=strength, seed=seed, report=report)
+
+
+def place(part_obj, candidate, *, report=print) -> list:
+    """Put the library part in the part's place as it is: instant and always clean."""
+    return edit(part_obj, "place", source=candidate, report=report)
+
+
+def interpolate(part_obj, alpha: float, *, candidate=None, seed: int = 0,
+                report=print) -> list:
+    """Move the part toward a library part (default: the nearest of its label) by alpha."""
+    return edit(part_obj, "interpolate", alpha=alpha, source=candidate, seed=seed,
+                report=report)
+
+
+def assemble(objs, *, seed: int = 0, steps: int | None = None, report=print) -> list:
+    """Resynthesise several parts together beside the rest of the asset."""
+    return edit(objs, "assemble", seed=seed, steps=steps, report=report)
+
+
+def candidates(part_obj, k: int = 12, label: str | None = None) -> list[Candidate]:
+    """Library parts to swap in for `part_obj`, closest in shape first (blocks)."""
+    root = scene.asset_root(part_obj)
+    if root is None or scene.PROP + "index" not in part_obj:
+        raise PartsmithError("invalid_part", "Select a part object of a Partsmith asset")
+    model = json.loads(root.get(scene.PROP + "parameters", "{}")).get("model", "partrag")
+    engine_link.ensure_engine()
+    try:
+        result = engine_link.client().candidates(scene.part_of(part_obj), k=k, label=label,
+                                                 pipeline=model)
+    except EngineError as error:
+        raise PartsmithError(error.code, engine_link.describe(error)) from error
+    return [Candidate(c["asset_id"], c["part"], c["label"], c["category"],
+                      result.arrays.get(f"thumbnails/{n}", b""))
+            for n, c in enumerate(result.metadata["candidates"])]
+
+
 def cancel() -> None:
-    """Cancel the generation the panel shows, if one is running."""
-    if Current.generation is not None and Current.generation.state == "running":
-        Current.generation.cancel()
+    """Cancel the generation or edit the panel shows, if one is running."""
+    if Current.task is not None and Current.task.state == "running":
+        Current.task.cancel()
 
 
 def _image_payload(image):

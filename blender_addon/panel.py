@@ -4,7 +4,7 @@ import textwrap
 
 import bpy
 
-from . import api, engine_link
+from . import api, candidates, engine_link
 
 
 class VIEW3D_PT_partsmith(bpy.types.Panel):
@@ -22,17 +22,64 @@ class VIEW3D_PT_partsmith(bpy.types.Panel):
         for name in ("model", "parts", "seed", "steps", "guidance", "top_k"):
             column.prop(settings, name)
 
-        generation = api.Current.generation
-        if generation is not None and generation.state == "running":
-            row = layout.row(align=True)
-            row.progress(factor=generation.fraction, type="BAR",
-                         text=f"{generation.stage} {generation.fraction:.0%}")
-            row.operator("partsmith.cancel", text="", icon="CANCEL")
-        else:
+        if not _progress(layout):
             layout.operator("partsmith.generate", icon="PLAY")
         if api.Current.error:
             _wrapped(layout.box(), api.Current.error, icon="ERROR", alert=True)
         _engine_box(layout.box())
+
+
+class VIEW3D_PT_partsmith_parts(bpy.types.Panel):
+    """Edit the selected parts of an asset: swap from the library, refine, vary, blend."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Partsmith"
+    bl_label = "Parts"
+    bl_parent_id = "VIEW3D_PT_partsmith"
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and "partsmith_index" in context.active_object
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.partsmith
+        selected = [obj for obj in context.selected_objects if "partsmith_index" in obj]
+        layout.label(text=f"{len(selected)} part(s) selected: "
+                     + ", ".join(obj["partsmith_label"] for obj in selected[:3])
+                     + (" ..." if len(selected) > 3 else ""))
+        if _progress(layout):
+            return
+        layout.operator("partsmith.find_candidates", icon="VIEWZOOM")
+        if candidates.shown() and candidates.shown_for() == context.active_object.name:
+            layout.template_icon_view(settings, "candidate", show_labels=True, scale=5.0,
+                                      scale_popup=4.0)
+            row = layout.row(align=True)
+            row.operator("partsmith.edit", text="Swap", icon="UV_SYNC_SELECT").operation = "swap"
+            row.operator("partsmith.edit", text="Place", icon="SNAP_ON").operation = "place"
+        column = layout.column(align=True)
+        column.prop(settings, "edit_strength")
+        row = column.row(align=True)
+        row.operator("partsmith.edit", text="Refine").operation = "refine"
+        row.operator("partsmith.edit", text="Vary").operation = "vary"
+        row = layout.row(align=True)
+        row.prop(settings, "alpha")
+        row.operator("partsmith.edit", text="Interpolate").operation = "interpolate"
+        row = layout.row()
+        row.enabled = len(selected) >= 2
+        row.operator("partsmith.edit", text="Assemble", icon="MOD_BUILD").operation = "assemble"
+
+
+def _progress(layout) -> bool:
+    """A progress bar with a cancel button while a task runs; True if one was drawn."""
+    task = api.Current.task
+    if task is None or task.state != "running":
+        return False
+    row = layout.row(align=True)
+    row.progress(factor=task.fraction, type="BAR", text=f"{task.stage} {task.fraction:.0%}")
+    row.operator("partsmith.cancel", text="", icon="CANCEL")
+    return True
 
 
 def _engine_box(box) -> None:
@@ -61,4 +108,4 @@ def _wrapped(layout, text: str, icon: str = "NONE", alert: bool = False) -> None
         column.label(text=line, icon=icon if number == 0 else "BLANK1")
 
 
-classes = (VIEW3D_PT_partsmith,)
+classes = (VIEW3D_PT_partsmith, VIEW3D_PT_partsmith_parts)

@@ -3,7 +3,7 @@
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty
 
-from . import engine_link
+from . import candidates, engine_link
 
 DEFAULT_MODEL = "partrag"
 _model_items: list = []  # Blender needs the dynamic enum items kept alive
@@ -31,6 +31,16 @@ class PartsmithSettings(bpy.types.PropertyGroup):
     top_k: IntProperty(name="Retrieval Top-k", default=-1, min=-1, max=100,
                        description="Library exemplars retrieved to condition the generation; "
                        "-1: the model's default; 0: no retrieval (plain PartCrafter behaviour)")
+
+    edit_strength: FloatProperty(name="Strength", default=0.5, min=0.05, max=1.0,
+                                 description="How far a refine re-noises the parts: 0.05 keeps "
+                                 "them nearly as they are, 1 starts from noise")
+    edit_seed: IntProperty(name="Edit Seed", default=1, min=0,
+                           description="Seed of refines; Vary picks the next one")
+    alpha: FloatProperty(name="α", default=0.5, min=0.0, max=1.0,
+                         description="Interpolate: how far toward the library part")
+    candidate: EnumProperty(name="Candidate", items=candidates.items,
+                            description="Library part to swap in (Find Candidates fills this)")
 
     def options(self) -> dict:
         """Keyword arguments for api.start / api.generate: what the artist set, None where

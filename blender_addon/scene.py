@@ -3,10 +3,16 @@
 Plain functions over bpy, shared by the operators and the console API. Meshes are filled
 with `foreach_set` straight from the numpy arrays (no Python lists, no `from_pydata`), and
 nothing touches the scene until every datablock exists, so a failure leaves it unchanged.
+
+An asset remembers what editing it needs, inside the .blend: each part object its latent
+(float16, base64) and the transform it was generated at (a part moved since is sent without
+its latent, and the engine encodes it where it now is); the root the reference image's bytes
+and an edit history. The engine keeps no session state.
 """
 
 from __future__ import annotations
 
+import base64
 import colorsys
 import json
 import math
@@ -21,9 +27,11 @@ PROP = "partsmith_"  # prefix of every custom property the add-on writes
 
 
 def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
-                retrieved: list | None = None, collection=None) -> bpy.types.Object:
+                retrieved: list | None = None, collection=None,
+                reference: bytes | None = None) -> bpy.types.Object:
     """Create the asset for `parts` (bridge Parts) and link it into `collection` (the
-    scene's active collection by default); returns the root Empty. All or nothing."""
+    scene's active collection by default); returns the root Empty. All or nothing.
+    `reference`: the reference image's file bytes, kept for later edits."""
     created: list = []
     try:
         root = _new(created, bpy.data.objects, name, None)
@@ -32,6 +40,9 @@ def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
         root[PROP + "asset_id"] = asset_id
         root[PROP + "parameters"] = json.dumps(parameters, sort_keys=True)
         root[PROP + "retrieved"] = [_asset_id(asset) for asset in retrieved or []]
+        root[PROP + "history"] = "[]"
+        if reference is not None:
+            root[PROP + "reference"] = base64.b64encode(reference).decode("ascii")
         meshes: dict = {}
         children = []
         for number, part in enumerate(parts):
@@ -65,6 +76,92 @@ def asset_parts(root: bpy.types.Object) -> list:
                   key=lambda child: child[PROP + "index"])
 
 
+def asset_root(obj):
+    """The Partsmith asset root of a part object (or of the root itself), else None."""
+    while obj is not None:
+        if PROP + "asset_id" in obj and PROP + "index" not in obj:
+            return obj
+        obj = obj.parent
+    return None
+
+
+def reference_bytes(root) -> bytes | None:
+    text = root.get(PROP + "reference")
+    return None if text is None else base64.b64decode(text)
+
+
+def part_of(obj):
+    """A part object as a bridge Part (triangulated local mesh, transform relative to its
+    root, label, index), with its stored latent only while it sits where it was generated."""
+    from .bridge import Part
+
+    mesh = obj.data
+    vertices = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.attributes["position"].data.foreach_get("vector", vertices)
+    mesh.calc_loop_triangles()
+    faces = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", faces)
+    transform = np.array(obj.matrix_basis, dtype=np.float64)
+    latent = None
+    stored = obj.get(PROP + "latent")
+    if stored is not None and np.allclose(np.array(obj[PROP + "latent_matrix"]).reshape(4, 4),
+                                          transform, atol=1e-6):
+        shape = tuple(obj[PROP + "latent_shape"])
+        latent = np.frombuffer(base64.b64decode(stored), np.float16).reshape(shape).astype(np.float32)
+    return Part(vertices.reshape(-1, 3), faces.reshape(-1, 3), transform,
+                obj.get(PROP + "label", obj.name), int(obj.get(PROP + "index", 0)),
+                obj.get(PROP + "mesh_id"), latent=latent)
+
+
+def replace_parts(root, parts, targets, record: dict) -> list:
+    """Put the edited `parts` (bridge Parts whose index is in `targets`) in place of the
+    asset's part objects of those indices, each with a new mesh; every other part keeps
+    its very datablocks. `record` is appended to the root's edit history. All or nothing:
+    the new meshes are made before anything is reassigned. Returns the changed objects."""
+    objects = {obj[PROP + "index"]: obj for obj in asset_parts(root)}
+    edited = [p for p in parts if p.index in targets]
+    created: list = []
+    try:
+        meshes: dict = {}
+        for part in edited:
+            key = part.mesh_id if part.mesh_id is not None else ("part", part.index)
+            if key not in meshes:
+                meshes[key] = _new_mesh(created, part.label, part.vertices, part.faces)
+    except BaseException:
+        remove(created)
+        raise
+    changed = []
+    for part in edited:
+        obj = objects[part.index]
+        old, material = obj.data, obj.material_slots[0].material if obj.material_slots else None
+        obj.data = meshes[part.mesh_id if part.mesh_id is not None else ("part", part.index)]
+        if not obj.data.materials:
+            obj.data.materials.append(None)
+        obj.material_slots[0].link = "OBJECT"  # the part keeps its own colour
+        obj.material_slots[0].material = material
+        obj.matrix_basis = Matrix(np.asarray(part.transform, dtype=np.float64).tolist())
+        _store_part(obj, part)
+        if old.users == 0:
+            bpy.data.meshes.remove(old)
+        changed.append(obj)
+    history = json.loads(root.get(PROP + "history", "[]"))
+    root[PROP + "history"] = json.dumps(history + [record], sort_keys=True)
+    return changed
+
+
+def _store_part(obj, part) -> None:
+    """The part's identity and, when it has one, its latent at its current transform."""
+    obj[PROP + "label"] = part.label
+    obj[PROP + "index"] = int(part.index)
+    if part.mesh_id is not None:
+        obj[PROP + "mesh_id"] = part.mesh_id
+    if part.latent is not None:
+        latent = np.ascontiguousarray(part.latent, np.float16)
+        obj[PROP + "latent"] = base64.b64encode(latent.tobytes()).decode("ascii")
+        obj[PROP + "latent_shape"] = list(latent.shape)
+        obj[PROP + "latent_matrix"] = np.asarray(part.transform, np.float64).ravel().tolist()
+
+
 def _new(created: list, collection, *args):
     block = collection.new(*args)
     created.append(block)
@@ -90,11 +187,8 @@ def _new_part(created: list, part, mesh, root, asset_id: str, colour):
     obj = _new(created, bpy.data.objects, part.label, mesh)
     obj.parent = root
     obj.matrix_basis = Matrix(np.asarray(part.transform, dtype=np.float64).tolist())
-    obj[PROP + "label"] = part.label
-    obj[PROP + "index"] = int(part.index)
     obj[PROP + "asset_id"] = asset_id
-    if part.mesh_id is not None:
-        obj[PROP + "mesh_id"] = part.mesh_id
+    _store_part(obj, part)
     # The material sits on the object, so linked duplicates still get their own colour.
     material = _new(created, bpy.data.materials, part.label)
     material.diffuse_color = (*colour, 1.0)  # viewport and Workbench

@@ -175,6 +175,17 @@ class EngineClient:
     def edit(self, parts: list, targets: list[int], **options) -> Result:
         return self.submit_edit(parts, targets, **options).result()
 
+    def submit_candidates(self, part, *, k: int | None = None, label: str | None = None,
+                          pipeline: str | None = None) -> Job:
+        """Start looking up library parts to swap in for `part` (its label's parts, closest
+        in shape first); the result's metadata lists them, arrays `thumbnails/<n>` show them."""
+        metas, arrays = encode_parts([part])
+        return self.submit("candidates", _present(parts=metas, k=k, label=label,
+                                                  pipeline=pipeline), arrays)
+
+    def candidates(self, part, **options) -> Result:
+        return self.submit_candidates(part, **options).result()
+
     def submit_library_search(self, image, *, k: int | None = None, level: str | None = None,
                               category: str | None = None) -> Job:
         """Start searching the part library for exemplars matching `image`."""

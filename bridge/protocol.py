@@ -45,11 +45,12 @@ MAX_IMAGE_SIDE = 4096
 MAX_STRING = 256
 
 REQUEST_TYPES = (
-    "hello", "generate", "edit", "library.search", "library.asset",
+    "hello", "generate", "edit", "candidates", "library.search", "library.asset",
     "cancel", "status", "shutdown", "heartbeat",
 )
 REPLY_TYPES = ("hello", "accepted", "progress", "result", "error", "status", "heartbeat")
-JOB_TYPES = ("generate", "edit", "library.search", "library.asset")
+JOB_TYPES = ("generate", "edit", "candidates", "library.search", "library.asset")
+PART_REQUESTS = ("edit", "candidates")  # requests that carry parts
 # What an edit does to its target parts (the part editor, engine/pipelines/editor.py).
 EDIT_OPERATIONS = ("refine", "swap", "place", "interpolate", "assemble")
 
@@ -295,6 +296,8 @@ REQUEST_FIELDS: dict[str, dict[str, Field]] = {
              "source": Field(str, None), "alpha": Field(float, None, 0.0, 1.0),
              "strength": Field(float, None, 0.0, 1.0), "steps": _STEPS, "guidance": _GUIDANCE,
              "seed": _SEED, "top_k": Field(int, None, 0, MAX_SEARCH_RESULTS)},
+    "candidates": {"pipeline": Field(str, "partrag"), "parts": Field(list),
+                   "k": Field(int, 12, 1, MAX_SEARCH_RESULTS), "label": Field(str, None)},
     "library.search": {"k": Field(int, 8, 1, MAX_SEARCH_RESULTS),
                        "level": Field(str, "object", choices=("object", "part")),
                        "category": Field(str, None)},
@@ -327,9 +330,11 @@ def validate_request(message: Message) -> dict:
     body = {name: _check_field(name, message.body.get(name, spec.default), spec)
             for name, spec in fields.items()}
     required, optional = REQUEST_ARRAYS.get(message.type, ((), ()))
-    if message.type == "edit":
-        if len(body["parts"]) > MAX_PARTS:
-            raise ProtocolError("invalid_part", f"an edit carries at most {MAX_PARTS} parts")
+    if message.type in PART_REQUESTS:
+        most = MAX_PARTS if message.type == "edit" else 1
+        if not 1 <= len(body["parts"]) <= most:
+            raise ProtocolError("invalid_part", f"{message.type} carries 1 to {most} part(s), "
+                                f"got {len(body['parts'])}")
         required = required + part_array_names(len(body["parts"]))
         optional = optional + part_latent_names(len(body["parts"]))
     missing = [name for name in required if name not in message.arrays]

@@ -61,7 +61,7 @@ def empty_scene(addon):
     for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.materials):
         for block in list(collection):
             collection.remove(block)
-    addon.api.Current.generation, addon.api.Current.error = None, ""
+    addon.api.Current.task, addon.api.Current.error = None, ""
     return bpy.context.scene
 
 

@@ -73,13 +73,13 @@ def test_operator_generates_from_the_panel_settings(linked, empty_scene, image):
     linked.engine_link.hello()  # the model list comes from the engine
     settings.model, settings.parts, settings.seed = "test", 2, 9
     assert bpy.ops.partsmith.generate() == {"FINISHED"}
-    root = linked.api.Current.generation.root
+    root = linked.api.Current.task.root
     assert root.name == "chair_asset" and len(root.children) == 2
     assert '"seed": 9' in root["partsmith_parameters"]
     assert '"top_k": null' in root["partsmith_parameters"]  # the model's default
     settings.top_k = 0  # and 0 turns retrieval off rather than meaning "default"
     assert bpy.ops.partsmith.generate() == {"FINISHED"}
-    assert '"top_k": 0' in linked.api.Current.generation.root["partsmith_parameters"]
+    assert '"top_k": 0' in linked.api.Current.task.root["partsmith_parameters"]
 
 
 def test_timer_path_polls_without_blocking(linked, empty_scene, image):

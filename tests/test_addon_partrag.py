@@ -79,7 +79,7 @@ def test_api_generates_the_real_pipeline_asset_in_one_undo_step(linked, empty_sc
     bpy.ops.ed.undo_push(message="before")
     before = scene_snapshot()
     root = linked.api.generate(str(image), parts=PARTS, seed=0, steps=1, report=None)
-    result = linked.api.Current.generation.job.result(0)
+    result = linked.api.Current.task.job.result(0)
     assert root.name == "chair_asset"
     check_asset(linked, root, result, PartLibrary.load(models / "library"))
     assert len(bpy.data.objects) == PARTS + 1
@@ -97,6 +97,106 @@ def test_operator_generates_the_real_pipeline_asset(linked, empty_scene, install
     assert "partrag" in linked.engine_link.generate_models()
     settings.model, settings.parts, settings.seed, settings.steps = "partrag", PARTS, 0, 1
     assert bpy.ops.partsmith.generate() == {"FINISHED"}  # top-k left at the panel's 3
-    generation = linked.api.Current.generation
+    generation = linked.api.Current.task
     check_asset(linked, generation.root, generation.job.result(0),
                 PartLibrary.load(models / "library"))
+
+
+# ------------------------------------------------------------------ editing
+
+
+def datablocks(root, addon) -> dict:
+    """index -> (object name, mesh name, matrix) of every part of an asset."""
+    return {obj["partsmith_index"]: (obj.name, obj.data.name, tuple(map(tuple, obj.matrix_basis)))
+            for obj in addon.scene.asset_parts(root)}
+
+
+def test_api_edits_change_only_the_targets_in_one_undo_step(linked, empty_scene, installed):
+    models, image = installed
+    root = linked.api.generate(str(image), parts=PARTS, seed=0, steps=1, report=None)
+    parts = linked.scene.asset_parts(root)
+    assert all(linked.scene.part_of(obj).latent is not None for obj in parts)
+    assert linked.scene.reference_bytes(root) == image.read_bytes()
+    bpy.ops.ed.undo_push(message="generated")
+    before = datablocks(root, linked)
+    changed = linked.api.refine([parts[1]], strength=0.5, seed=3, steps=1, report=None)
+    assert changed == [parts[1]]
+    after = datablocks(root, linked)
+    assert {i: v for i, v in after.items() if i != 1} == {i: v for i, v in before.items() if i != 1}
+    assert after[1][1] != before[1][1]  # a new mesh datablock
+    history = json.loads(root["partsmith_history"])
+    assert history == [{"operation": "refine", "targets": [1], "strength": 0.5, "seed": 3,
+                        "steps": 1}]
+    bpy.ops.ed.undo()
+    root = bpy.data.objects["chair_asset"]
+    assert datablocks(root, linked) == before
+
+
+def test_candidates_swap_and_place_from_the_panel(linked, empty_scene, installed):
+    models, image = installed
+    root = linked.api.generate(str(image), parts=PARTS, seed=0, steps=1, report=None)
+    part = linked.scene.asset_parts(root)[0]
+    for obj in bpy.context.view_layer.objects.selected:
+        obj.select_set(False)
+    part.select_set(True)
+    bpy.context.view_layer.objects.active = part
+    assert bpy.ops.partsmith.find_candidates(count=3) == {"FINISHED"}
+    shown = linked.operators.candidates.shown()
+    assert 1 <= len(shown) <= 3 and all(c.thumbnail for c in shown)
+    library = PartLibrary.load(models / "library")
+    assert all(c.asset_id in library.ids for c in shown)
+    bpy.context.scene.partsmith.candidate = "0"
+    assert bpy.ops.partsmith.edit(operation="place") == {"FINISHED"}
+    placed = linked.scene.asset_parts(root)[0]
+    expected = library.asset(shown[0].asset_id).parts[shown[0].part]
+    assert placed["partsmith_label"] == shown[0].label
+    assert len(placed.data.polygons) == len(expected.faces)
+    assert bpy.ops.partsmith.edit(operation="vary") == {"FINISHED"}  # refines the selection
+    assert bpy.context.scene.partsmith.edit_seed == 2
+
+
+def test_a_failed_edit_leaves_the_scene_unchanged(linked, empty_scene, installed):
+    models, image = installed
+    root = linked.api.generate(str(image), parts=PARTS, seed=0, steps=1, report=None)
+    before = scene_snapshot(), datablocks(root, linked)
+    part = linked.scene.asset_parts(root)[2]
+    with pytest.raises(linked.api.PartsmithError) as error:
+        linked.api.place(part, "no-such-asset:0", report=None)
+    assert error.value.code == "unknown_asset"
+    with pytest.raises(linked.api.PartsmithError) as error:
+        linked.api.assemble([part], report=None)
+    assert error.value.code == "invalid_part"
+    with pytest.raises(linked.api.PartsmithError, match="not the asset root"):
+        linked.api.refine([root, part], report=None)
+    assert (scene_snapshot(), datablocks(root, linked)) == before
+
+
+def test_edit_after_saving_reopening_and_restarting_the_engine(addon, prefs, empty_scene,
+                                                               installed, tmp_path):
+    """The .blend carries what editing needs: reopened, with a fresh engine, a moved part is
+    encoded where it now is and an untouched one is sent with its stored latent."""
+    models, image = installed
+    first = EngineProcess(tmp_path, "--models", str(models))
+    try:
+        prefs.address, prefs.timeout = first.address, 60.0
+        root = addon.api.generate(str(image), parts=PARTS, seed=0, steps=1, report=None)
+        addon.scene.asset_parts(root)[2].location.x += 0.3  # the artist moves a part
+        path = tmp_path / "asset.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    finally:
+        first.stop()
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    root = bpy.data.objects["chair_asset"]
+    parts = addon.scene.asset_parts(root)
+    assert addon.scene.part_of(parts[0]).latent is not None
+    assert addon.scene.part_of(parts[2]).latent is None  # moved: the engine re-encodes it
+    second = EngineProcess(tmp_path, "--models", str(models))
+    try:
+        prefs.address = second.address
+        moved = tuple(parts[2].matrix_basis.translation)
+        changed = addon.api.refine([parts[1]], seed=4, steps=1, report=None)
+        assert [obj.name for obj in changed] == [parts[1].name]
+        assert tuple(parts[2].matrix_basis.translation) == moved
+        assert addon.scene.part_of(parts[1]).latent is not None
+    finally:
+        second.stop()

@@ -303,6 +303,13 @@ def test_engine_serves_edits_of_what_it_generated(installed, tmp_path):
                 client.edit(made.parts, [0], operation="place", source="no-such-asset:0")
             assert refused.value.code == "unknown_asset"
             assert len(client.edit(made.parts, [0, 2], operation="assemble", steps=1).parts) == 3
+            found = client.candidates(made.parts[0], k=2)
+            listed = found.metadata["candidates"]
+            assert 1 <= len(listed) <= 2 and len(found.arrays) == len(listed)
+            assert all(isinstance(found.arrays[f"thumbnails/{n}"], bytes) for n in range(len(listed)))
+            swapped = client.edit(made.parts, [0], operation="place",
+                                  source=f"{listed[0]['asset_id']}:{listed[0]['part']}")
+            assert swapped.parts[0].label == listed[0]["label"]
     finally:
         engine.stop()
 

@@ -53,7 +53,9 @@ class BundleService:
                  if report["empty"]]
         return Result(generation.parts, {"retrieved": generation.retrieved,
                                          "timings": generation.timings,
-                                         "params": generation.params, "empty_parts": empty})
+                                         "params": {**generation.params,
+                                                    "model": self.folder.name},
+                                         "empty_parts": empty})
 
 
 def cancel_check(cancelled):
@@ -91,8 +93,29 @@ class EditService:
                       guidance=params["guidance"], seed=params["seed"], top_k=params["top_k"],
                       progress=progress, check_cancelled=cancel_check(cancelled))
         out = [replace(p, index=original.index) for p, original in zip(edit.parts, request.parts)]
-        return Result(out, {"timings": edit.timings, "params": edit.params,
+        return Result(out, {"timings": edit.timings,
+                            "params": {**edit.params, "model": self.bundle.folder.name},
                             "reports": edit.reports})
+
+
+    def candidates(self, request: pipelines.Request, progress, cancelled) -> Result:
+        """Library parts to swap in for the one part sent: the editor's search, each with
+        its asset's thumbnail (arrays `thumbnails/<n>`)."""
+        from engine.pipelines.registry import editor_over
+
+        progress("load", 0.0)
+        editor = editor_over(self.bundle.pipeline(), self.bundle.folder)
+        params = request.params
+        found = editor.search(request.parts, 0, params["k"], params["label"])
+        library = editor.pipeline.library
+        listed, thumbnails = [], {}
+        for n, source in enumerate(found):
+            row = library.row(source.asset_id)
+            listed.append({"asset_id": source.asset_id, "part": source.part,
+                           "label": library.part_labels[library.part_rows(row)[source.part]],
+                           "category": library.assets[row]["category"]})
+            thumbnails[f"thumbnails/{n}"] = library.thumbnail_bytes(row)
+        return Result([], {"candidates": listed}, thumbnails)
 
 
 def register_installed(models: Path) -> list[str]:
@@ -107,6 +130,9 @@ def register_installed(models: Path) -> list[str]:
         service = BundleService(folder)
         pipelines.register(operation, folder.name, service, {"bundle": str(folder)})
         if has_editor(folder):
-            pipelines.register("edit", folder.name, EditService(service), {"bundle": str(folder)})
+            editing = EditService(service)
+            pipelines.register("edit", folder.name, editing, {"bundle": str(folder)})
+            pipelines.register("candidates", folder.name, editing.candidates,
+                               {"bundle": str(folder)})
         names.append(folder.name)
     return names

@@ -26,6 +26,7 @@ from bridge.protocol import Result
 EXPECTED = {
     ("generate", "partrag"): "models/partrag",
     ("edit", "partrag"): "models/partrag",
+    ("candidates", "partrag"): "models/partrag",
     ("library.search", "library"): "models/library",
     ("library.asset", "library"): "models/library",
 }
@@ -45,11 +46,11 @@ class JobCancelled(Exception):
 class Request:
     """A validated job request as a pipeline sees it."""
 
-    operation: str  # generate | edit | library.search | library.asset
+    operation: str  # generate | edit | candidates | library.search | library.asset
     pipeline: str
     params: dict  # the body fields of the request, defaults filled in
     image: np.ndarray | None = None  # uint8 (H, W, 4) RGBA; may be read-only
-    parts: list = field(default_factory=list)  # bridge.protocol.Part, for edits
+    parts: list = field(default_factory=list)  # bridge.protocol.Part, for edits and candidates
 
 
 Progress = Callable[..., None]

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from bridge.errors import ProtocolError
-from bridge.protocol import MAX_IMAGE_SIDE, Message, decode_parts, validate_request
+from bridge.protocol import (MAX_IMAGE_SIDE, PART_REQUESTS, Message, decode_parts,
+                             validate_request)
 
 from .pipelines import LIBRARY, Request
 
@@ -20,12 +21,14 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
 def parse_request(message: Message) -> Request:
-    """Validate every field and array of a job request (generate, edit, library.*)."""
+    """Validate every field and array of a job request (generate, edit, candidates,
+    library.*)."""
     params = validate_request(message)
     image = message.arrays.get("image")
     parts = []
-    if message.type == "edit":
+    if message.type in PART_REQUESTS:
         parts = decode_parts(params.pop("parts"), message.arrays)
+    if message.type == "edit":
         _check_targets(params["targets"], parts)
     return Request(
         operation=message.type,
