@@ -101,7 +101,7 @@ class Generation(Task):
         self.root = scene.build_asset(
             result.parts, name=self.name, asset_id=self.job.id, parameters=used,
             retrieved=result.metadata.get("retrieved", []), collection=self.collection,
-            reference=self.reference)
+            reference=self.reference, uvs=engine_link.settings().uv_unwrap)
 
 
 class Edit(Task):
@@ -122,7 +122,8 @@ class Edit(Task):
     def _apply(self, result) -> None:
         record = {"operation": self.operation, "targets": self.targets,
                   **{k: v for k, v in self.options.items() if v is not None}}
-        self.changed = scene.replace_parts(self.root, result.parts, self.targets, record)
+        self.changed = scene.replace_parts(self.root, result.parts, self.targets, record,
+                                           uvs=engine_link.settings().uv_unwrap)
 
 
 class Current:
@@ -137,6 +138,7 @@ def start(image, *, parts: int | None = None, seed: int = 0, steps: int | None =
           name: str | None = None, collection=None) -> Generation:
     """Submit a generate request and return at once. `image`: a file path, encoded
     PNG/JPEG/WebP bytes, a uint8 (H, W, 3|4) array, or a bpy Image."""
+    parts = parts or None  # 0 means "the model decides", as in the panel
     parameters = {"model": model, "parts": parts, "seed": seed, "steps": steps,
                   "guidance": guidance, "top_k": top_k, "image": _image_name(image)}
     Current.error = ""
@@ -145,6 +147,9 @@ def start(image, *, parts: int | None = None, seed: int = 0, steps: int | None =
     except PartsmithError as error:
         Current.error = error.message
         raise
+    except EngineError as error:  # refused before sending: the request breaks the protocol
+        Current.error = engine_link.describe(error)
+        raise PartsmithError(error.code, Current.error) from error
     except (OSError, ValueError, TypeError) as error:
         Current.error = str(error)
         raise PartsmithError("bad_request", str(error)) from error
@@ -217,6 +222,9 @@ def start_edit(objs, operation: str, **options) -> Edit:
     except PartsmithError as error:
         Current.error = error.message
         raise
+    except EngineError as error:  # refused before sending: the request breaks the protocol
+        Current.error = engine_link.describe(error)
+        raise PartsmithError(error.code, Current.error) from error
     Current.task = edit
     return edit
 
@@ -255,6 +263,21 @@ def interpolate(part_obj, alpha: float, *, candidate=None, seed: int = 0,
 def assemble(objs, *, seed: int = 0, steps: int | None = None, report=print) -> list:
     """Resynthesise several parts together beside the rest of the asset."""
     return edit(objs, "assemble", seed=seed, steps=steps, report=report)
+
+
+def import_library_asset(asset_id: str, collection=None) -> bpy.types.Object:
+    """A library asset as a new Partsmith asset in the scene (its parts editable like a
+    generated asset's; they carry no latents, so the engine encodes them). Blocks."""
+    engine_link.ensure_engine()
+    try:
+        result = engine_link.client().library_asset(asset_id, thumbnail=False)
+    except EngineError as error:
+        raise PartsmithError(error.code, engine_link.describe(error)) from error
+    root = scene.build_asset(result.parts, name=asset_id, asset_id=asset_id,
+                             parameters={"model": "partrag", "library_asset": asset_id},
+                             collection=collection, uvs=engine_link.settings().uv_unwrap)
+    _undo_push(f"Partsmith: import {asset_id}")
+    return root
 
 
 def candidates(part_obj, k: int = 12, label: str | None = None) -> list[Candidate]:

@@ -30,6 +30,7 @@ class Settings:
     project: str = ""  # Partsmith checkout holding engine/ and .venv/
     python: str = ""  # empty: the project's .venv interpreter
     engine_args: str = ""  # extra `engine serve` arguments
+    uv_unwrap: bool = True  # a UV map on every part the add-on builds
 
 
 class State:
@@ -52,7 +53,7 @@ def settings() -> Settings:
     prefs = addon.preferences
     return Settings(prefs.address, prefs.timeout, bpy.path.abspath(prefs.keys),
                     prefs.auto_start, bpy.path.abspath(prefs.project),
-                    bpy.path.abspath(prefs.python), prefs.engine_args)
+                    bpy.path.abspath(prefs.python), prefs.engine_args, prefs.uv_unwrap)
 
 
 def client() -> EngineClient:
@@ -188,7 +189,8 @@ def describe(error: EngineError) -> str:
     log = f" Engine log: {State.log_path}." if State.log_path else ""
     messages = {
         "no_engine": f"No engine answered at {address}. Start it (Start Engine, or "
-                     f"`python -m engine serve`) or check the address in the preferences.",
+                     f"`python -m engine serve --address {address}` in the Partsmith folder) "
+                     f"or check the address in the preferences.",
         "engine_died": f"The engine stopped responding during the job (crashed or killed); "
                        f"nothing was added to the scene.{log}",
         "unsupported_protocol": f"The engine speaks a different protocol version than this "

@@ -168,6 +168,27 @@ class PARTSMITH_OT_find_candidates(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class PARTSMITH_OT_import_candidate(bpy.types.Operator):
+    """Add the chosen candidate's whole library asset to the scene as a new asset"""
+
+    bl_idname = "partsmith.import_candidate"
+    bl_label = "Import Library Asset"
+
+    def execute(self, context):
+        candidate = candidates.get(context.scene.partsmith.candidate)
+        if candidate is None:
+            self.report({"ERROR"}, "Find candidates and pick one first")
+            return {"CANCELLED"}
+        try:
+            root = api.import_library_asset(candidate.asset_id)
+        except api.PartsmithError as error:
+            api.Current.error = error.message
+            self.report({"ERROR"}, error.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Partsmith: {root.name} imported")
+        return {"FINISHED"}
+
+
 class PARTSMITH_OT_cancel(bpy.types.Operator):
     """Stop the running generation; the scene stays as it was"""
 
@@ -224,7 +245,7 @@ class PARTSMITH_OT_stop_engine(bpy.types.Operator):
 
 
 classes = (PARTSMITH_OT_generate, PARTSMITH_OT_edit, PARTSMITH_OT_find_candidates,
-           PARTSMITH_OT_cancel, PARTSMITH_OT_refresh_engine, PARTSMITH_OT_start_engine,
+           PARTSMITH_OT_import_candidate, PARTSMITH_OT_cancel, PARTSMITH_OT_refresh_engine, PARTSMITH_OT_start_engine,
            PARTSMITH_OT_stop_engine)
 
 

@@ -58,6 +58,7 @@ class VIEW3D_PT_partsmith_parts(bpy.types.Panel):
             row = layout.row(align=True)
             row.operator("partsmith.edit", text="Swap", icon="UV_SYNC_SELECT").operation = "swap"
             row.operator("partsmith.edit", text="Place", icon="SNAP_ON").operation = "place"
+            layout.operator("partsmith.import_candidate", icon="IMPORT")
         column = layout.column(align=True)
         column.prop(settings, "edit_strength")
         row = column.row(align=True)

@@ -32,6 +32,10 @@ class PartsmithPreferences(bpy.types.AddonPreferences):
     engine_args: StringProperty(
         name="Extra Engine Arguments",
         description="Added to `python -m engine serve` when the add-on starts the engine")
+    uv_unwrap: BoolProperty(
+        name="UVs on Every Part", default=True,
+        description="Give every generated or edited part a UV map (box projection, islands "
+        "packed side by side), ready for texturing")
 
     def draw(self, context):
         layout = self.layout
@@ -39,6 +43,7 @@ class PartsmithPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "address")
         layout.prop(self, "timeout")
         layout.prop(self, "keys")
+        layout.prop(self, "uv_unwrap")
         column = layout.column(heading="Local Engine")
         column.prop(self, "auto_start")
         column.prop(self, "project")

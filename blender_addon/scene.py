@@ -28,12 +28,14 @@ PROP = "partsmith_"  # prefix of every custom property the add-on writes
 
 def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
                 retrieved: list | None = None, collection=None,
-                reference: bytes | None = None) -> bpy.types.Object:
-    """Create the asset for `parts` (bridge Parts) and link it into `collection` (the
-    scene's active collection by default); returns the root Empty. All or nothing.
-    `reference`: the reference image's file bytes, kept for later edits."""
+                reference: bytes | None = None, uvs: bool = True) -> bpy.types.Object:
+    """Create the asset for `parts` (bridge Parts) in a collection of its own, inside
+    `collection` (the scene's active collection by default); returns the root Empty. All or
+    nothing. `reference`: the reference image's file bytes, kept for later edits; `uvs`: a
+    UV map on every part."""
     created: list = []
     try:
+        own = _new(created, bpy.data.collections, name)
         root = _new(created, bpy.data.objects, name, None)
         root.empty_display_type = "ARROWS"
         root.matrix_basis = Y_UP_TO_Z_UP
@@ -48,12 +50,13 @@ def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
         for number, part in enumerate(parts):
             key = part.mesh_id if part.mesh_id is not None else ("part", part.index)
             if key not in meshes:
-                meshes[key] = _new_mesh(created, part.label, part.vertices, part.faces)
+                meshes[key] = _new_mesh(created, part.label, part.vertices, part.faces, uvs)
             children.append(_new_part(created, part, meshes[key], root, asset_id,
                                       _colour(number)))
-        target = collection or bpy.context.collection or bpy.context.scene.collection
         for obj in (root, *children):
-            target.objects.link(obj)
+            own.objects.link(obj)
+        target = collection or bpy.context.collection or bpy.context.scene.collection
+        target.children.link(own)
     except BaseException:
         remove(created)
         raise
@@ -63,10 +66,12 @@ def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
 
 def remove(datablocks) -> None:
     """Delete datablocks made by build_asset (objects first, so data has no users)."""
-    order = {bpy.types.Object: 0, bpy.types.Mesh: 1, bpy.types.Material: 2}
-    for block in sorted(datablocks, key=lambda b: order.get(type(b), 3)):
+    order = {bpy.types.Object: 0, bpy.types.Mesh: 1, bpy.types.Material: 2,
+             bpy.types.Collection: 3}
+    for block in sorted(datablocks, key=lambda b: order.get(type(b), 4)):
         collection = {bpy.types.Object: bpy.data.objects, bpy.types.Mesh: bpy.data.meshes,
-                      bpy.types.Material: bpy.data.materials}[type(block)]
+                      bpy.types.Material: bpy.data.materials,
+                      bpy.types.Collection: bpy.data.collections}[type(block)]
         collection.remove(block, do_unlink=True)
 
 
@@ -113,7 +118,7 @@ def part_of(obj):
                 obj.get(PROP + "mesh_id"), latent=latent)
 
 
-def replace_parts(root, parts, targets, record: dict) -> list:
+def replace_parts(root, parts, targets, record: dict, uvs: bool = True) -> list:
     """Put the edited `parts` (bridge Parts whose index is in `targets`) in place of the
     asset's part objects of those indices, each with a new mesh; every other part keeps
     its very datablocks. `record` is appended to the root's edit history. All or nothing:
@@ -126,7 +131,7 @@ def replace_parts(root, parts, targets, record: dict) -> list:
         for part in edited:
             key = part.mesh_id if part.mesh_id is not None else ("part", part.index)
             if key not in meshes:
-                meshes[key] = _new_mesh(created, part.label, part.vertices, part.faces)
+                meshes[key] = _new_mesh(created, part.label, part.vertices, part.faces, uvs)
     except BaseException:
         remove(created)
         raise
@@ -168,7 +173,26 @@ def _new(created: list, collection, *args):
     return block
 
 
-def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray):
+def box_uvs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F·3, 2) UVs per face corner by box projection: each triangle is projected along the
+    axis its normal is closest to, and the six (axis, side) groups are laid out in a 3 × 2
+    grid of cells, so that opposite sides do not overlap; one scale for the whole part keeps
+    texel density even."""
+    v = np.asarray(vertices, np.float64)
+    tri = v[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    axis = np.abs(normal).argmax(1)
+    side = (normal[np.arange(len(faces)), axis] < 0).astype(np.int64)
+    low, size = v.min(0), max(float(np.ptp(v, axis=0).max()), 1e-9)
+    plane = np.array([[1, 2], [0, 2], [0, 1]])[axis]  # the two axes each projection keeps
+    corners = (tri - low) / size  # in [0, 1] per axis
+    uv = np.take_along_axis(corners, np.repeat(plane[:, None, :], 3, axis=1), axis=2)
+    cell = np.stack([axis, side], 1)[:, None, :].astype(np.float64)
+    return ((uv + cell) / 3.0).reshape(-1, 2)
+
+
+def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray,
+              uvs: bool = True):
     """Fill a mesh through its attribute arrays (memcpy speed); Blender adds the edges."""
     mesh = _new(created, bpy.data.meshes, name)
     corners = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1)
@@ -179,6 +203,9 @@ def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray)
         "vector", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
     mesh.attributes[".corner_vert"].data.foreach_set("value", corners)
     mesh.polygons.foreach_set("loop_start", np.arange(0, len(corners), 3, dtype=np.int32))
+    if uvs:
+        mesh.uv_layers.new(name="UVMap").data.foreach_set(
+            "uv", box_uvs(vertices, faces).astype(np.float32).reshape(-1))
     mesh.update(calc_edges=True)
     return mesh
 

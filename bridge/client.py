@@ -28,8 +28,8 @@ import zmq.auth
 
 from .errors import EngineError, EngineUnavailable, JobCancelled, ProtocolError
 from .protocol import (DEFAULT_ADDRESS, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, JOB_TYPES,
-                       MAX_REQUEST_BYTES,
-                       Message, Result, decode, decode_result, encode, encode_parts)
+                       MAX_REQUEST_BYTES, Message, Result, decode, decode_result, encode,
+                       encode_parts, validate_request)
 
 log = logging.getLogger("partsmith.bridge")
 
@@ -210,7 +210,13 @@ class EngineClient:
         if kind in ("cancel", "heartbeat"):
             raise ValueError(f"{kind!r} gets no reply of its own; use Job.cancel()")
         job = Job(self, uuid.uuid4().hex, kind)
-        frames = encode(Message(kind, job.id, body or {}, arrays or {}))
+        message = Message(kind, job.id, body or {}, arrays or {})
+        if kind in JOB_TYPES:  # a bad request fails here, engine or not
+            try:
+                validate_request(message)
+            except ProtocolError as error:
+                raise EngineError(error.code, error.message) from None
+        frames = encode(message)
         size = sum(memoryview(frame).nbytes for frame in frames)
         if size > MAX_REQUEST_BYTES:
             raise EngineError("message_too_large", f"the {kind} request is {size:,} bytes; the "

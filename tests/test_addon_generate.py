@@ -145,7 +145,23 @@ def test_unreachable_engine_is_reported(addon, prefs, empty_scene, image):
     port = probe.bind_to_random_port("tcp://127.0.0.1")
     probe.close(linger=0)  # a free port nobody listens on
     prefs.address, prefs.timeout = f"tcp://127.0.0.1:{port}", 1.0
-    expect_failure(addon, "no_engine", str(image), "No engine answered", model="test")
+    error = expect_failure(addon, "no_engine", str(image), "No engine answered", model="test")
+    assert f"`python -m engine serve --address tcp://127.0.0.1:{port}`" in error.message
+
+
+def test_bad_requests_fail_at_once_even_without_an_engine(addon, prefs, empty_scene, image):
+    """Requests are checked against the protocol's schema before they are sent."""
+    prefs.address, prefs.timeout = "tcp://127.0.0.1:9", 10.0  # nobody listens there
+    started = time.monotonic()
+    error = expect_failure(addon, "invalid_field", str(image), "steps", model="test", steps=5000)
+    assert "1 to 1000" in error.message or "1000" in error.message
+    assert time.monotonic() - started < 1.0
+
+
+def test_parts_zero_means_the_model_decides(linked, empty_scene, image):
+    """The API's parts=0 means what the panel's 0 means: the model chooses."""
+    root = linked.api.generate(str(image), parts=0, model="test", report=None)
+    assert len(linked.scene.asset_parts(root)) == 2  # the test pipeline's own default
 
 
 def test_engine_dying_mid_job_is_reported(addon, prefs, empty_scene, image, tmp_path):

@@ -153,6 +153,10 @@ def test_candidates_swap_and_place_from_the_panel(linked, empty_scene, installed
     assert len(placed.data.polygons) == len(expected.faces)
     assert bpy.ops.partsmith.edit(operation="vary") == {"FINISHED"}  # refines the selection
     assert bpy.context.scene.partsmith.edit_seed == 2
+    assert bpy.ops.partsmith.import_candidate() == {"FINISHED"}
+    imported = bpy.data.objects[shown[0].asset_id]
+    assert len(linked.scene.asset_parts(imported)) == len(library.asset(shown[0].asset_id).parts)
+    assert imported.users_collection[0].name == shown[0].asset_id
 
 
 def test_a_failed_edit_leaves_the_scene_unchanged(linked, empty_scene, installed):

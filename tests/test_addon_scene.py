@@ -90,3 +90,26 @@ def test_a_failure_leaves_the_scene_unchanged(addon, empty_scene):
     with pytest.raises(Exception):
         build(addon, broken)
     assert scene_snapshot() == before
+
+
+def test_each_asset_has_its_own_collection_and_uvs(addon, empty_scene):
+    root = build(addon, parts_with_duplicates())
+    own = root.users_collection[0]
+    assert own.name == "chair_asset" and own.name in bpy.context.scene.collection.children
+    assert {obj.name for obj in own.objects} == {root.name, *(c.name for c in root.children)}
+    for child in root.children:
+        layer = child.data.uv_layers.active
+        assert layer is not None and len(layer.data) == 3 * len(child.data.polygons)
+        uv = np.empty(2 * len(layer.data), np.float32)
+        layer.data.foreach_get("uv", uv)
+        assert 0.0 <= uv.min() and uv.max() <= 1.0 and np.ptp(uv) > 0.1
+    bare = build(addon, parts_with_duplicates(), uvs=False)
+    assert all(not child.data.uv_layers for child in bare.children)
+
+
+def test_box_uvs_keep_opposite_sides_apart(addon):
+    vertices = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], np.float32)
+    faces = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5]], np.int32)  # the -x and +x sides
+    uv = addon.scene.box_uvs(vertices, faces).reshape(4, 3, 2)
+    minus_x, plus_x = uv[:2].reshape(-1, 2), uv[2:].reshape(-1, 2)
+    assert minus_x[:, 1].min() >= plus_x[:, 1].max() - 1e-9 or plus_x[:, 1].min() >= minus_x[:, 1].max() - 1e-9

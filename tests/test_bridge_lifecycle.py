@@ -131,15 +131,15 @@ def test_engine_of_another_protocol_version_fails_jobs_at_once():
     port = router.bind_to_random_port("tcp://127.0.0.1")
     stop = threading.Event()
 
-    def answer_in_version_2():
+    def answer_in_version_3():
         while not stop.is_set():
             if router.poll(50):
                 identity, header, *_ = router.recv_multipart()
                 job = json.loads(header)["job"]
-                reply = {"protocol": 2, "type": "accepted", "job": job, "body": {}, "arrays": []}
+                reply = {"protocol": 3, "type": "accepted", "job": job, "body": {}, "arrays": []}
                 router.send_multipart([identity, json.dumps(reply).encode()])
 
-    thread = threading.Thread(target=answer_in_version_2, daemon=True)
+    thread = threading.Thread(target=answer_in_version_3, daemon=True)
     thread.start()
     try:
         with EngineClient(f"tcp://127.0.0.1:{port}", timeout=30) as client:
@@ -148,7 +148,7 @@ def test_engine_of_another_protocol_version_fails_jobs_at_once():
             with pytest.raises(Exception) as failure:
                 job.result(timeout=10)
             assert getattr(failure.value, "code", None) == "unsupported_protocol"
-            assert "protocol version 2" in str(failure.value)
+            assert "protocol version 3" in str(failure.value)
             assert time.monotonic() - started < 5
     finally:
         stop.set()

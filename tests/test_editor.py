@@ -330,3 +330,26 @@ def test_eval_editing_scores_every_edit_and_the_ablations(installed, editor):
     table = summarise(rows)
     assert table[0]["operation"] == "all" and table[0]["edits"] == len(ours)
     assert "| masked flow (ours), all |" in markdown_table(table)
+
+
+def test_swaps_retry_from_the_next_candidate_below_the_semantic_threshold(installed, editor,
+                                                                          asset, monkeypatch):
+    """With a retriever (an untrained HCR of the right sizes: the check's logic, not its
+    quality, is under test) a swap reports its score; a threshold nothing passes makes it
+    try up to SEMANTIC_TRIES candidates and keep the best."""
+    from engine.pipelines import editor as editor_module
+    from engine.retrieval.hcr import HCR, HCRConfig
+
+    channels = editor.pipeline.transformer.config.in_channels
+    checked = PartEditor(editor.pipeline, HCR(HCRConfig(latent_dim=channels)).eval())
+    library = editor.pipeline.library
+    label = library.part_labels[0]
+    source = LibraryPart(library.ids[library.part_asset[0]], int(library.part_index[0]))
+    once = checked(asset.parts, [1], "swap", source=source, steps=1)
+    assert once.reports[1]["tries"] == 1 and -1 <= once.reports[1]["semantic_score"] <= 1
+    monkeypatch.setattr(editor_module, "SEMANTIC_THRESHOLD", 1.01)
+    retried = checked(asset.parts, [1], "swap", source=source, steps=1)
+    same_label = sum(1 for lab in library.part_labels if lab == label)
+    assert retried.reports[1]["tries"] == min(editor_module.SEMANTIC_TRIES, same_label)
+    assert retried.parts[1].label == label
+    assert_frozen_untouched(retried, asset.parts, [1])

@@ -18,13 +18,18 @@ artist from anywhere) are encoded from their mesh at their current transform fir
 reference image the context is the image plus its retrieved exemplars, as in generation;
 without one it is the zero context (the unconditional branch the DiT was trained with).
 After decoding, edited vertices close to a frozen neighbour are snapped onto it and the
-edited mesh is smoothed there (seams.py).
+edited mesh is smoothed there (seams.py). A swap is checked against what was asked for when
+an HCR retriever is installed beside the bundle: the edited part and the requested library
+part are compared in the retriever's part space, and below SEMANTIC_THRESHOLD the swap
+retries from the next candidate of the requested label (the best try is kept; its report
+says the score and the tries).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -38,12 +43,16 @@ from engine.models.rag_context import per_part_rows
 from engine.pipelines.decode import ExtractSettings, decode_parts
 from engine.pipelines.partrag import INSTALLED, Generation, PartRAGPipeline
 from engine.pipelines.seams import close_seams
+from engine.retrieval.hcr import HCR
 from engine.retrieval.shape import encode_meshes
 
 OPERATIONS = ("refine", "swap", "place", "interpolate", "assemble")
 # Start σ per operation: a swap keeps most of the library part, assembling starts from noise.
 DEFAULT_STRENGTH = {"refine": 0.5, "swap": 0.3, "interpolate": 0.3, "assemble": 1.0}
 DEFAULT_EDIT_STEPS = 20  # PartRAG's K for edits
+# A swap whose result scores below this cosine against the requested part in the
+# retriever's part space retries from the next candidate of that label, at most TRIES times.
+SEMANTIC_THRESHOLD, SEMANTIC_TRIES = 0.5, 3
 STAGES = {"encode": (0.0, 0.1), "denoise": (0.1, 0.6), "decode": (0.6, 1.0)}
 
 
@@ -89,14 +98,23 @@ class PartEditor:
 
     operation = "edit"  # the bridge request it serves
 
-    def __init__(self, pipeline: PartRAGPipeline):
-        self.pipeline = pipeline
+    def __init__(self, pipeline: PartRAGPipeline, retriever: HCR | None = None):
+        """`retriever`: the HCR retriever whose part head scores swaps (semantic check)."""
+        self.pipeline, self.retriever = pipeline, retriever
+
+    @classmethod
+    def over(cls, pipeline: PartRAGPipeline, folder) -> PartEditor:
+        """The editor of a loaded bundle, with the retriever installed beside it if any
+        (models/retriever next to models/partrag)."""
+        retriever = Path(folder).parent / "retriever"
+        return cls(pipeline, HCR.from_pretrained(retriever)
+                   if (retriever / "config.json").is_file() else None)
 
     @classmethod
     def from_pretrained(cls, folder, device="cpu", *, extract: ExtractSettings | None = None,
                         library=INSTALLED) -> PartEditor:
-        return cls(PartRAGPipeline.from_pretrained(folder, device, extract=extract,
-                                                   library=library))
+        return cls.over(PartRAGPipeline.from_pretrained(folder, device, extract=extract,
+                                                        library=library), folder)
 
     def library_part(self, source: LibraryPart) -> Part:
         """A library part as a Part (object pose from its asset), refused when unknown."""
@@ -224,36 +242,78 @@ class PartEditor:
                 width = pipe.transformer.config.cross_attention_dim
                 context = torch.zeros(1, 1, width, device=pipe.device)
 
-        cancel()
-        with watch.stage("denoise"):
-            generator = torch.Generator("cpu").manual_seed(seed)
-            noise = initial_noise(tuple(start.shape), generator=generator, device=pipe.device)
-            frozen = torch.ones(len(parts), dtype=torch.bool)
-            frozen[targets] = False
-            init = pipe.scale.normalise(start)
-            if not masked:
-                frozen, init = None, init if strength < 1.0 else None
-            sampled = pipe.sampler.sample(
-                pipe.transformer, noise, per_part_rows(context, len(parts)),
-                torch.tensor([len(parts)]), steps=steps, guidance=settings["guidance"],
-                init=init, strength=strength, frozen=frozen,
-                renoise_frozen=renoise_frozen, check_cancelled=cancel,
-                progress=lambda done, total: span("denoise", done / total))
-            sampled = pipe.scale.denormalise(sampled)[targets]
-
-        with watch.stage("decode"):
-            meshes = decode_parts(pipe.vae, sampled, pipe.extract,
-                                  progress=lambda f: span("decode", f), check_cancelled=cancel)
-        edited = [mesh.as_part(fitted.label if fitted is not None else parts[t].label, t, latent)
-                  for mesh, t, latent in zip(meshes, targets, sampled.float().cpu().numpy())]
-        edited = close_seams(edited, [p for i, p in enumerate(parts) if i not in targets])
+        frozen_parts = [p for i, p in enumerate(parts) if i not in targets]
+        tried, best = [], None
+        while True:  # swaps retry from the next candidate while the semantic check fails
+            cancel()
+            with watch.stage("denoise"):
+                sampled = self.sample(start, targets, context, settings["guidance"], strength,
+                                      steps, seed, masked, renoise_frozen, cancel,
+                                      lambda f: span("denoise", f))
+            with watch.stage("decode"):
+                meshes = decode_parts(pipe.vae, sampled, pipe.extract,
+                                      progress=lambda f: span("decode", f), check_cancelled=cancel)
+            edited = [mesh.as_part(fitted.label if fitted is not None else parts[t].label, t, latent)
+                      for mesh, t, latent in zip(meshes, targets, sampled.float().cpu().numpy())]
+            reports = [{**m.report(), "edited": True} for m in meshes]
+            score = self.semantic_score(edited[0].latent, fitted.latent) if operation == "swap" else None
+            tried.append(source)
+            if score is not None:
+                reports[0].update(semantic_score=score, tries=len(tried))
+            if best is None or (score is not None and score > best[0]):
+                best = (score, edited, reports, source)
+            following = (self.search(parts, targets[0], SEMANTIC_TRIES + len(tried), fitted.label)
+                         if score is not None and score < SEMANTIC_THRESHOLD
+                         and len(tried) < SEMANTIC_TRIES else [])
+            following = [c for c in following if c not in tried]
+            if not following:
+                break
+            source = following[0]
+            fitted = self.fitted(parts[targets[0]], source, seed)
+            start[targets[0]] = torch.from_numpy(fitted.latent).to(pipe.device)
+        _, edited, reports, source = best
+        if operation == "swap":
+            reports[0]["tries"] = len(tried)
+            params["source"] = [source.asset_id, source.part]
+        edited = close_seams(edited, frozen_parts)
         # Targets decode_parts linked (one array for identical meshes) and the seams left
         # alone share a new mesh id; every other edited part gets its own.
         ids, shared = free_mesh_ids(parts, len(targets)), {}
         edited = [replace(p, mesh_id=shared.setdefault(id(p.vertices), ids[len(shared)]))
                   for p in edited]
-        return self.result(parts, targets, edited, [{**m.report(), "edited": True} for m in meshes],
-                           retrieved, watch, started, params, image)
+        return self.result(parts, targets, edited, reports, retrieved, watch, started, params,
+                           image)
+
+    def sample(self, start: torch.Tensor, targets: list[int], context: torch.Tensor,
+               guidance: float, strength: float, steps: int, seed: int, masked: bool,
+               renoise_frozen: bool, cancel, progress) -> torch.Tensor:
+        """Masked flow sampling of the target rows of `start` (raw latents, all parts);
+        returns the targets' new raw latents."""
+        pipe = self.pipeline
+        count = len(start)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = initial_noise(tuple(start.shape), generator=generator, device=pipe.device)
+        frozen = torch.ones(count, dtype=torch.bool)
+        frozen[targets] = False
+        init = pipe.scale.normalise(start)
+        if not masked:
+            frozen, init = None, init if strength < 1.0 else None
+        sampled = pipe.sampler.sample(
+            pipe.transformer, noise, per_part_rows(context, count), torch.tensor([count]),
+            steps=steps, guidance=guidance, init=init, strength=strength, frozen=frozen,
+            renoise_frozen=renoise_frozen, check_cancelled=cancel,
+            progress=lambda done, total: progress(done / total))
+        return pipe.scale.denormalise(sampled)[targets]
+
+    def semantic_score(self, latent: np.ndarray, requested: np.ndarray) -> float | None:
+        """Cosine of the edited part and the requested library part in the retriever's part
+        space (its shape head on mean latents, trained so that parts of one label meet);
+        None without a retriever installed beside the bundle."""
+        if self.retriever is None:
+            return None
+        means = torch.from_numpy(np.stack([latent.mean(0), requested.mean(0)]).astype(np.float32))
+        embedded = self.retriever.embed("part", "shape", means)
+        return float(embedded[0] @ embedded[1])
 
     def search(self, parts: list[Part], target: int, k: int = 12,
                label: str | None = None) -> list[LibraryPart]:

@@ -53,7 +53,7 @@ def has_editor(folder: str | Path) -> bool:
 def editor_over(pipeline, folder: str | Path):
     """The part editor of the bundle in `folder`, sharing its loaded `pipeline`."""
     module, cls = EDITORS[class_name(folder)]
-    return getattr(importlib.import_module(module), cls)(pipeline)
+    return getattr(importlib.import_module(module), cls).over(pipeline, folder)
 
 
 def load_pipeline(folder: str | Path, device="cpu", **options):
