@@ -1,5 +1,7 @@
-"""Engine pipeline for the add-on figures: 8 parts x ~100k vertices, computed once at
-start-up so that the job's own time is almost nothing; it reports that time."""
+"""Engine pipelines for the add-on figures, computed once at start-up so that a job's own
+time is almost nothing (each reports it): `bench-parts` generates 8 parts x ~100k vertices;
+`bench-small` generates 8 parts x ~10k vertices (a generated asset's size) and its edit
+puts a ~100k-vertex part in place of the first target."""
 
 import time
 
@@ -10,6 +12,7 @@ from bridge.protocol import Part, Result
 from engine.server import pipelines
 
 PARTS, SIDE = 8, 317  # 317² = 100,489 vertices, 199,712 triangles per part
+SMALL_SIDE = 100  # 10,000 vertices: about what a generated part has
 
 
 def register_pipelines() -> None:
@@ -27,3 +30,21 @@ def register_pipelines() -> None:
         return Result(parts, {"engine_seconds": time.perf_counter() - started})
 
     pipelines.register("generate", "bench-parts", run)
+
+    small_vertices, small_faces = grid_mesh(SMALL_SIDE)
+    small = [Part(small_vertices + np.float32(index), small_faces, parts[index].transform,
+                  f"bench_part{index}", index, f"mesh{index}") for index in range(PARTS)]
+
+    def generate_small(request, progress, cancelled):
+        started = time.perf_counter()
+        return Result(small, {"engine_seconds": time.perf_counter() - started})
+
+    def swap_in_big(request, progress, cancelled):
+        started = time.perf_counter()
+        target = request.params["targets"][0]
+        out = [Part(vertices, faces, p.transform, "bench_swapped", p.index, "swapped")
+               if p.index == target else p for p in request.parts]
+        return Result(out, {"engine_seconds": time.perf_counter() - started})
+
+    pipelines.register("generate", "bench-small", generate_small)
+    pipelines.register("edit", "bench-small", swap_in_big)

@@ -335,8 +335,8 @@ def test_eval_editing_scores_every_edit_and_the_ablations(installed, editor):
 def test_swaps_retry_from_the_next_candidate_below_the_semantic_threshold(installed, editor,
                                                                           asset, monkeypatch):
     """With a retriever (an untrained HCR of the right sizes: the check's logic, not its
-    quality, is under test) a swap reports its score; a threshold nothing passes makes it
-    try up to SEMANTIC_TRIES candidates and keep the best."""
+    quality, is under test) a swap reports its score; a margin nothing passes makes it try
+    up to SEMANTIC_TRIES candidates and keep the best."""
     from engine.pipelines import editor as editor_module
     from engine.retrieval.hcr import HCR, HCRConfig
 
@@ -346,10 +346,24 @@ def test_swaps_retry_from_the_next_candidate_below_the_semantic_threshold(instal
     label = library.part_labels[0]
     source = LibraryPart(library.ids[library.part_asset[0]], int(library.part_index[0]))
     once = checked(asset.parts, [1], "swap", source=source, steps=1)
-    assert once.reports[1]["tries"] == 1 and -1 <= once.reports[1]["semantic_score"] <= 1
-    monkeypatch.setattr(editor_module, "SEMANTIC_THRESHOLD", 1.01)
+    score = once.reports[1]["semantic_score"]
+    assert -2 <= score <= 2 and once.reports[1]["tries"] == (1 if score > 0 else
+                                                             once.reports[1]["tries"])
+    monkeypatch.setattr(editor_module, "SEMANTIC_THRESHOLD", 2.01)
     retried = checked(asset.parts, [1], "swap", source=source, steps=1)
     same_label = sum(1 for lab in library.part_labels if lab == label)
     assert retried.reports[1]["tries"] == min(editor_module.SEMANTIC_TRIES, same_label)
     assert retried.parts[1].label == label
     assert_frozen_untouched(retried, asset.parts, [1])
+
+
+def test_seams_put_a_part_back_onto_the_neighbour_it_touched_before():
+    frozen = box((0, 0, 0), (1.0, 1.0, 1.0))
+    before = grid_sheet(0.5 + 0.005)  # resting on the cube's top face
+    floated = grid_sheet(0.5 + 0.3)  # the edit lifted it off
+    (back,) = close_seams([floated], [frozen], before=[before])
+    z = back.object_vertices()[:, 2]
+    assert abs(z.min() - 0.5) < 1e-6 and np.ptp(z) < 1e-6
+    assert back.vertices is not floated.vertices or np.array_equal(back.vertices, floated.vertices)
+    (alone,) = close_seams([floated], [frozen], before=[grid_sheet(0.5 + 0.3)])
+    assert alone is floated  # it did not touch before: nothing to restore

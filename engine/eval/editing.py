@@ -8,8 +8,9 @@ assembly of 2-3 random parts. Per edit:
                 their union before/after at 64³ (the paper's preservation IoU)
     seamless    every frozen neighbour the target touched before (surfaces within CONTACT)
                 it still touches after
-    semantic    swaps: the label of the library part nearest the edited latent (mean over
-                tokens) is the requested part's label
+    semantic    swaps: the label of the library part nearest the edited part is the
+                requested part's label (nearest in the retriever's part space when one is
+                installed, else by mean latents: PartEditor.nearest_label)
     seconds     wall time of the edit
 The ablation rows rerun the first objects' refines and swaps "w/o re-noised context" (frozen
 parts enter every step clean) and "w/o masked flow" (every part sampled, the targets kept).
@@ -28,8 +29,7 @@ from engine.eval.generation import reference_image
 from engine.eval.vae_eval import object_folders
 from engine.geometry.closest import ClosestPoints
 from engine.geometry.metrics import sample_surface, voxelize_solid
-
-CONTACT = 0.02  # surfaces closer than this touch (object units; the object spans about 2)
+from engine.pipelines.seams import CONTACT
 CONTACT_SAMPLES = 4000
 PRESERVATION_GRID = 64
 ROWS = ("masked flow (ours)", "w/o re-noised context", "w/o masked flow")
@@ -75,11 +75,7 @@ def score_edit(editor, before: list, after: list, targets: list[int], requested:
     result = {"bit_identical": unchanged, "preservation_iou": float((old & new).sum() / union)
               if union else 1.0, "seamless": seamless}
     if requested is not None:
-        library = editor.pipeline.library
-        means = library.shape_features("part")
-        latent = after[targets[0]].latent.mean(0)
-        result["semantic"] = library.part_labels[int(np.linalg.norm(means - latent, axis=1)
-                                                     .argmin())] == requested
+        result["semantic"] = editor.nearest_label(after[targets[0]].latent) == requested
     return result
 
 

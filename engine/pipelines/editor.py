@@ -19,10 +19,9 @@ reference image the context is the image plus its retrieved exemplars, as in gen
 without one it is the zero context (the unconditional branch the DiT was trained with).
 After decoding, edited vertices close to a frozen neighbour are snapped onto it and the
 edited mesh is smoothed there (seams.py). A swap is checked against what was asked for when
-an HCR retriever is installed beside the bundle: the edited part and the requested library
-part are compared in the retriever's part space, and below SEMANTIC_THRESHOLD the swap
-retries from the next candidate of the requested label (the best try is kept; its report
-says the score and the tries).
+an HCR retriever is installed beside the bundle: unless the edited part's nearest library
+part in the retriever's part space has the requested label, the swap retries from the next
+candidate of that label (the best try is kept; its report says the score and the tries).
 """
 
 from __future__ import annotations
@@ -50,9 +49,10 @@ OPERATIONS = ("refine", "swap", "place", "interpolate", "assemble")
 # Start σ per operation: a swap keeps most of the library part, assembling starts from noise.
 DEFAULT_STRENGTH = {"refine": 0.5, "swap": 0.3, "interpolate": 0.3, "assemble": 1.0}
 DEFAULT_EDIT_STEPS = 20  # PartRAG's K for edits
-# A swap whose result scores below this cosine against the requested part in the
-# retriever's part space retries from the next candidate of that label, at most TRIES times.
-SEMANTIC_THRESHOLD, SEMANTIC_TRIES = 0.5, 3
+# A swap whose result is not nearer the requested label than any other in the retriever's
+# part space (semantic_score at most this margin) retries from the next candidate of that
+# label, SEMANTIC_TRIES times in all at most.
+SEMANTIC_THRESHOLD, SEMANTIC_TRIES = 0.0, 3
 STAGES = {"encode": (0.0, 0.1), "denoise": (0.1, 0.6), "decode": (0.6, 1.0)}
 
 
@@ -101,6 +101,7 @@ class PartEditor:
     def __init__(self, pipeline: PartRAGPipeline, retriever: HCR | None = None):
         """`retriever`: the HCR retriever whose part head scores swaps (semantic check)."""
         self.pipeline, self.retriever = pipeline, retriever
+        self._part_space = None  # the library's parts in the retriever's space, on first use
 
     @classmethod
     def over(cls, pipeline: PartRAGPipeline, folder) -> PartEditor:
@@ -256,7 +257,7 @@ class PartEditor:
             edited = [mesh.as_part(fitted.label if fitted is not None else parts[t].label, t, latent)
                       for mesh, t, latent in zip(meshes, targets, sampled.float().cpu().numpy())]
             reports = [{**m.report(), "edited": True} for m in meshes]
-            score = self.semantic_score(edited[0].latent, fitted.latent) if operation == "swap" else None
+            score = self.semantic_score(edited[0].latent, fitted.label) if operation == "swap" else None
             tried.append(source)
             if score is not None:
                 reports[0].update(semantic_score=score, tries=len(tried))
@@ -275,7 +276,7 @@ class PartEditor:
         if operation == "swap":
             reports[0]["tries"] = len(tried)
             params["source"] = [source.asset_id, source.part]
-        edited = close_seams(edited, frozen_parts)
+        edited = close_seams(edited, frozen_parts, [parts[t] for t in targets])
         # Targets decode_parts linked (one array for identical meshes) and the seams left
         # alone share a new mesh id; every other edited part gets its own.
         ids, shared = free_mesh_ids(parts, len(targets)), {}
@@ -305,15 +306,40 @@ class PartEditor:
             progress=lambda done, total: progress(done / total))
         return pipe.scale.denormalise(sampled)[targets]
 
-    def semantic_score(self, latent: np.ndarray, requested: np.ndarray) -> float | None:
-        """Cosine of the edited part and the requested library part in the retriever's part
-        space (its shape head on mean latents, trained so that parts of one label meet);
-        None without a retriever installed beside the bundle."""
+    def part_space(self) -> torch.Tensor:
+        """The library's parts in the retriever's part space (its shape head on mean
+        latents, trained so that parts of one label meet), computed once."""
+        if self._part_space is None:
+            means = np.asarray(self.pipeline.library.shape_features("part"), np.float32)
+            self._part_space = self.retriever.embed("part", "shape", torch.from_numpy(means))
+        return self._part_space
+
+    def nearest_label(self, latent: np.ndarray) -> str:
+        """The label of the library part nearest a part latent: in the retriever's part
+        space when one is installed, else by mean latents."""
+        library = self.pipeline.library
+        if self.retriever is None:
+            means = library.shape_features("part")
+            return library.part_labels[int(np.linalg.norm(means - latent.mean(0), axis=1).argmin())]
+        return library.part_labels[int(self.similarities(latent).argmax())]
+
+    def similarities(self, latent: np.ndarray) -> torch.Tensor:
+        """Cosine of a part latent to every library part in the retriever's part space."""
+        query = torch.from_numpy(latent.mean(0, keepdims=True).astype(np.float32))
+        return self.part_space() @ self.retriever.embed("part", "shape", query)[0]
+
+    def semantic_score(self, latent: np.ndarray, label: str) -> float | None:
+        """How clearly an edited part is a `label` in the retriever's part space: its best
+        cosine to library parts of that label minus its best to any other label (> 0: the
+        nearest library part has the label). None without a retriever installed beside the
+        bundle."""
         if self.retriever is None:
             return None
-        means = torch.from_numpy(np.stack([latent.mean(0), requested.mean(0)]).astype(np.float32))
-        embedded = self.retriever.embed("part", "shape", means)
-        return float(embedded[0] @ embedded[1])
+        similarity = self.similarities(latent)
+        wanted = torch.from_numpy(np.asarray(self.pipeline.library.part_labels) == label)
+        if not wanted.any() or wanted.all():
+            return None
+        return float(similarity[wanted].max() - similarity[~wanted].max())
 
     def search(self, parts: list[Part], target: int, k: int = 12,
                label: str | None = None) -> list[LibraryPart]:

@@ -1,8 +1,11 @@
-"""Seams between edited and frozen parts (PartRAG §3.5): a decoded part rarely meets its
-neighbours exactly, so the vertices of an edited part that lie within SEAM_BAND of a frozen
-part are moved onto that part's surface, and the ring of vertices around them is smoothed
-(uniform Laplacian, the snapped vertices held) so the snap leaves no step. Only the edited
-meshes change; the frozen parts are read, never written."""
+"""Seams between edited and frozen parts (PartRAG §3.5). A decoded part rarely meets its
+neighbours exactly. First, contacts the part had before the edit are restored: when the
+edited part has moved off a frozen neighbour it touched (surfaces within CONTACT), it is
+translated by the mean of the gaps to those neighbours, a few times at most (a seat that
+floats above its legs comes back down onto them). Then the vertices that lie within
+SEAM_BAND of a frozen part are moved onto that part's surface, and the ring of vertices
+around them is smoothed (uniform Laplacian, the snapped vertices held) so the snap leaves no
+step. Only the edited meshes change; the frozen parts are read, never written."""
 
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ from pykdtree.kdtree import KDTree
 from bridge.protocol import Part
 from engine.geometry.closest import ClosestPoints
 
-SEAM_BAND = 0.04  # object units (the object spans about 2): twice the contact distance
+CONTACT = 0.02  # surfaces closer than this touch (object units; the object spans about 2)
+SEAM_BAND = 0.04  # vertices this close to a frozen part are snapped onto it
+REATTACH_ROUNDS = 3
 SMOOTH_RING = 2 * SEAM_BAND  # vertices this close to a snapped one are smoothed
 SMOOTH_ITERATIONS = 3
 SMOOTH_WEIGHT = 0.5
@@ -46,11 +51,43 @@ def smooth(vertices: np.ndarray, faces: np.ndarray, movable: np.ndarray) -> np.n
     return vertices
 
 
-def close_seams(edited: list[Part], frozen: list[Part]) -> list[Part]:
-    """Edited parts with the vertices near a frozen part snapped onto it; a part nothing
-    touches comes back as it was (same arrays)."""
+def gap(points: np.ndarray, surface: ClosestPoints) -> tuple[float, np.ndarray]:
+    """Smallest distance from `points` to a surface, and the vector that closes it."""
+    closest, distance = surface.query(points)
+    nearest = int(distance.argmin())
+    return float(distance[nearest]), closest[nearest] - points[nearest]
+
+
+def reattach(part: Part, before: Part, frozen: list[Part]) -> Part:
+    """`part` translated back onto the frozen parts `before` touched and it no longer does."""
+    surfaces = [ClosestPoints(f.object_vertices(), f.faces) for f in frozen]
+    old = before.object_vertices()
+    touched = [s for s in surfaces if gap(old, s)[0] <= CONTACT]
+    points = part.object_vertices()
+    moved = False
+    for _ in range(REATTACH_ROUNDS):
+        gaps = [gap(points, s) for s in touched]
+        broken = [vector for distance, vector in gaps if distance > CONTACT]
+        if not broken:
+            break
+        points = points + np.mean(broken, axis=0)
+        moved = True
+    if not moved:
+        return part
+    transform = part.transform.copy()
+    transform[:3, 3] += points[0] - part.object_vertices()[0]
+    return replace(part, transform=transform)
+
+
+def close_seams(edited: list[Part], frozen: list[Part],
+                before: list[Part] | None = None) -> list[Part]:
+    """Edited parts put back onto the frozen parts their `before` versions touched (when
+    given), with the vertices near a frozen part snapped onto it; a part nothing touches
+    comes back as it was (same arrays)."""
     if not frozen:
         return edited
+    if before is not None:
+        edited = [reattach(part, old, frozen) for part, old in zip(edited, before)]
     vertices = [p.object_vertices() for p in frozen]
     offsets = np.cumsum([0] + [len(v) for v in vertices[:-1]])
     corners = np.concatenate(vertices)
