@@ -174,21 +174,24 @@ def _new(created: list, collection, *args):
 
 
 def box_uvs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(F·3, 2) UVs per face corner by box projection: each triangle is projected along the
-    axis its normal is closest to, and the six (axis, side) groups are laid out in a 3 × 2
-    grid of cells, so that opposite sides do not overlap; one scale for the whole part keeps
-    texel density even."""
-    v = np.asarray(vertices, np.float64)
+    """(F·3, 2) float32 UVs per face corner by box projection: each triangle is projected
+    along the axis its normal is closest to, and the six (axis, side) groups are laid out in
+    a 3 × 2 grid of cells, so that opposite sides do not overlap; one scale for the whole
+    part keeps texel density even."""
+    v = np.asarray(vertices, np.float32)
     tri = v[faces]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     axis = np.abs(normal).argmax(1)
-    side = (normal[np.arange(len(faces)), axis] < 0).astype(np.int64)
-    low, size = v.min(0), max(float(np.ptp(v, axis=0).max()), 1e-9)
-    plane = np.array([[1, 2], [0, 2], [0, 1]])[axis]  # the two axes each projection keeps
-    corners = (tri - low) / size  # in [0, 1] per axis
-    uv = np.take_along_axis(corners, np.repeat(plane[:, None, :], 3, axis=1), axis=2)
-    cell = np.stack([axis, side], 1)[:, None, :].astype(np.float64)
-    return ((uv + cell) / 3.0).reshape(-1, 2)
+    side = np.take_along_axis(normal, axis[:, None], 1)[:, 0] < 0
+    low = v.min(0)
+    scale = np.float32(1.0 / (3.0 * max(float((v.max(0) - low).max()), 1e-9)))
+    out = np.empty((len(faces), 3, 2), np.float32)
+    for a, (i, j) in enumerate(((1, 2), (0, 2), (0, 1))):  # the two axes a projection keeps
+        chosen = axis == a
+        t = tri[chosen]
+        out[chosen, :, 0] = (t[:, :, i] - low[i]) * scale + np.float32(a / 3)
+        out[chosen, :, 1] = (t[:, :, j] - low[j]) * scale + (side[chosen, None] / np.float32(3))
+    return out.reshape(-1, 2)
 
 
 def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray,
@@ -204,8 +207,7 @@ def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray,
     mesh.attributes[".corner_vert"].data.foreach_set("value", corners)
     mesh.polygons.foreach_set("loop_start", np.arange(0, len(corners), 3, dtype=np.int32))
     if uvs:
-        mesh.uv_layers.new(name="UVMap").data.foreach_set(
-            "uv", box_uvs(vertices, faces).astype(np.float32).reshape(-1))
+        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", box_uvs(vertices, faces).reshape(-1))
     mesh.update(calc_edges=True)
     return mesh
 
