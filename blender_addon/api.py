@@ -265,6 +265,27 @@ def assemble(objs, *, seed: int = 0, steps: int | None = None, report=print) -> 
     return edit(objs, "assemble", seed=seed, steps=steps, report=report)
 
 
+def adopt(objects, name: str = "adopted_asset", collection=None) -> bpy.types.Object:
+    """Bring your own asset: any set of mesh objects (made by hand, imported from GLB, ...)
+    becomes a Partsmith asset that the part editor can work on: copies of their meshes, one
+    part each, under a new root placed where they are (the engine's canonical frame, scaled
+    back). The originals are hidden, not changed. One undo step."""
+    meshes = [obj for obj in objects if obj.type == "MESH" and len(obj.data.polygons)]
+    if len(meshes) < 2:
+        raise PartsmithError("invalid_part", "Select at least two mesh objects (the parts)")
+    parts, matrix = scene.parts_from_objects(meshes)
+    root = scene.build_asset(parts, name=name, asset_id=name,
+                             parameters={"model": "partrag", "adopted": [o.name for o in meshes]},
+                             collection=collection, uvs=engine_link.settings().uv_unwrap,
+                             root_matrix=matrix)
+    for obj in meshes:
+        obj.hide_render = True
+        if obj.name in bpy.context.view_layer.objects:
+            obj.hide_set(True)
+    _undo_push(f"Partsmith: adopt {name}")
+    return root
+
+
 def import_library_asset(asset_id: str, collection=None) -> bpy.types.Object:
     """A library asset as a new Partsmith asset in the scene (its parts editable like a
     generated asset's; they carry no latents, so the engine encodes them). Blocks."""

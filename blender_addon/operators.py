@@ -189,6 +189,27 @@ class PARTSMITH_OT_import_candidate(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class PARTSMITH_OT_adopt(bpy.types.Operator):
+    """Make the selected mesh objects (made by hand or imported) a Partsmith asset whose
+    parts can be edited; the originals are hidden, not changed"""
+
+    bl_idname = "partsmith.adopt"
+    bl_label = "Make Partsmith Asset"
+
+    @classmethod
+    def poll(cls, context):
+        return sum(obj.type == "MESH" for obj in context.selected_objects) >= 2
+
+    def execute(self, context):
+        try:
+            root = api.adopt(context.selected_objects)
+        except api.PartsmithError as error:
+            self.report({"ERROR"}, error.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Partsmith: {root.name} with {len(root.children)} parts")
+        return {"FINISHED"}
+
+
 class PARTSMITH_OT_cancel(bpy.types.Operator):
     """Stop the running generation; the scene stays as it was"""
 
@@ -245,7 +266,7 @@ class PARTSMITH_OT_stop_engine(bpy.types.Operator):
 
 
 classes = (PARTSMITH_OT_generate, PARTSMITH_OT_edit, PARTSMITH_OT_find_candidates,
-           PARTSMITH_OT_import_candidate, PARTSMITH_OT_cancel, PARTSMITH_OT_refresh_engine, PARTSMITH_OT_start_engine,
+           PARTSMITH_OT_import_candidate, PARTSMITH_OT_adopt, PARTSMITH_OT_cancel, PARTSMITH_OT_refresh_engine, PARTSMITH_OT_start_engine,
            PARTSMITH_OT_stop_engine)
 
 

@@ -24,6 +24,7 @@ class VIEW3D_PT_partsmith(bpy.types.Panel):
 
         if not _progress(layout):
             layout.operator("partsmith.generate", icon="PLAY")
+            layout.operator("partsmith.adopt", icon="OUTLINER_OB_GROUP_INSTANCE")
         if api.Current.error:
             _wrapped(layout.box(), api.Current.error, icon="ERROR", alert=True)
         _engine_box(layout.box())

@@ -28,17 +28,19 @@ PROP = "partsmith_"  # prefix of every custom property the add-on writes
 
 def build_asset(parts, *, name: str, asset_id: str, parameters: dict,
                 retrieved: list | None = None, collection=None,
-                reference: bytes | None = None, uvs: bool = True) -> bpy.types.Object:
+                reference: bytes | None = None, uvs: bool = True,
+                root_matrix: Matrix | None = None) -> bpy.types.Object:
     """Create the asset for `parts` (bridge Parts) in a collection of its own, inside
     `collection` (the scene's active collection by default); returns the root Empty. All or
     nothing. `reference`: the reference image's file bytes, kept for later edits; `uvs`: a
-    UV map on every part."""
+    UV map on every part; `root_matrix`: where the object frame sits (default: the origin,
+    Y-up turned Z-up)."""
     created: list = []
     try:
         own = _new(created, bpy.data.collections, name)
         root = _new(created, bpy.data.objects, name, None)
         root.empty_display_type = "ARROWS"
-        root.matrix_basis = Y_UP_TO_Z_UP
+        root.matrix_basis = Y_UP_TO_Z_UP if root_matrix is None else root_matrix
         root[PROP + "asset_id"] = asset_id
         root[PROP + "parameters"] = json.dumps(parameters, sort_keys=True)
         root[PROP + "retrieved"] = [_asset_id(asset) for asset in retrieved or []]
@@ -88,6 +90,38 @@ def asset_root(obj):
             return obj
         obj = obj.parent
     return None
+
+
+def parts_from_objects(objects) -> tuple[list, Matrix]:
+    """Mesh objects made anywhere (by hand, imported) as bridge Parts in the engine's object
+    frame (+Y up, centred, longest side 2), each in a local frame at its bounding-box centre,
+    and the root matrix that puts that frame back where the objects are."""
+    from .bridge import Part
+
+    world, faces = [], []
+    for obj in objects:
+        mesh = obj.data
+        vertices = np.empty(len(mesh.vertices) * 3, np.float64)
+        mesh.attributes["position"].data.foreach_get("vector", vertices)
+        mesh.calc_loop_triangles()
+        corners = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+        mesh.loop_triangles.foreach_get("vertices", corners)
+        matrix = np.array(Y_UP_TO_Z_UP.inverted() @ obj.matrix_world)
+        world.append(vertices.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3])
+        faces.append(corners.reshape(-1, 3))
+    every = np.concatenate(world)
+    low, high = every.min(0), every.max(0)
+    centre, half = (low + high) / 2, max(float((high - low).max()) / 2, 1e-9)
+    parts = []
+    for index, (obj, points, tri) in enumerate(zip(objects, world, faces)):
+        canonical = (points - centre) / half
+        middle = (canonical.min(0) + canonical.max(0)) / 2
+        transform = np.eye(4)
+        transform[:3, 3] = middle
+        parts.append(Part((canonical - middle).astype(np.float32), tri, transform, obj.name,
+                          index, None))
+    root = Y_UP_TO_Z_UP @ Matrix.Translation(centre.tolist()) @ Matrix.Scale(half, 4)
+    return parts, root
 
 
 def reference_bytes(root) -> bytes | None:

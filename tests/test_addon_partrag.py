@@ -3,6 +3,7 @@ subprocess serving a tiny trained bundle beside a 3-asset part library, generati
 the console API and through the operator."""
 
 import json
+import time
 
 import bpy
 import numpy as np
@@ -175,6 +176,20 @@ def test_a_failed_edit_leaves_the_scene_unchanged(linked, empty_scene, installed
     assert (scene_snapshot(), datablocks(root, linked)) == before
 
 
+def test_a_cancelled_edit_leaves_the_scene_unchanged(linked, empty_scene, installed):
+    models, image = installed
+    root = linked.api.generate(str(image), parts=PARTS, seed=0, steps=1, report=None)
+    before = scene_snapshot(), datablocks(root, linked)
+    edit = linked.api.start_edit([linked.scene.asset_parts(root)[1]], "refine", steps=1000)
+    while edit.fraction == 0 and not edit.step():
+        time.sleep(0.01)
+    linked.api.cancel()
+    while not edit.step():
+        time.sleep(0.01)
+    assert edit.state == "cancelled" and edit.changed == []
+    assert (scene_snapshot(), datablocks(root, linked)) == before
+
+
 def test_edit_after_saving_reopening_and_restarting_the_engine(addon, prefs, empty_scene,
                                                                installed, tmp_path):
     """The .blend carries what editing needs: reopened, with a fresh engine, a moved part is
@@ -204,3 +219,32 @@ def test_edit_after_saving_reopening_and_restarting_the_engine(addon, prefs, emp
         assert addon.scene.part_of(parts[1]).latent is not None
     finally:
         second.stop()
+
+
+def test_any_multi_part_object_can_be_adopted_and_edited(linked, empty_scene, installed):
+    """Bring your own asset: two hand-made boxes become an asset where they stood, and a
+    refine of one re-encodes it from its mesh (no latents) and keeps the other."""
+    made = []
+    for n, (location, size) in enumerate((((0, 0, 0.5), (1.0, 1.0, 0.1)),
+                                          ((0.4, 0.4, 0.0), (0.1, 0.1, 1.0)))):
+        bpy.ops.mesh.primitive_cube_add(size=1.0, location=location)
+        obj = bpy.context.active_object
+        obj.scale = size
+        obj.name = f"hand_made_{n}"
+        made.append(obj)
+    bpy.context.view_layer.update()
+    before = [np.array([obj.matrix_world @ v.co for v in obj.data.vertices]) for obj in made]
+    root = linked.api.adopt(made, name="hand_asset")
+    bpy.context.view_layer.update()
+    parts = linked.scene.asset_parts(root)
+    assert [p["partsmith_label"] for p in parts] == ["hand_made_0", "hand_made_1"]
+    for obj, points in zip(parts, before):
+        placed = np.array([obj.matrix_world @ v.co for v in obj.data.vertices])
+        assert np.allclose(np.sort(placed, axis=0), np.sort(points, axis=0), atol=1e-4)
+    assert all(linked.scene.part_of(p).latent is None for p in parts)
+    kept = parts[0].data.name
+    changed = linked.api.refine([parts[1]], seed=2, steps=1, report=None)
+    assert changed == [parts[1]] and parts[0].data.name == kept
+    assert linked.scene.part_of(parts[1]).latent is not None
+    with pytest.raises(linked.api.PartsmithError, match="at least two"):
+        linked.api.adopt(made[:1])

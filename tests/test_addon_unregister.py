@@ -13,7 +13,7 @@ def partsmith_types() -> list:
 
 
 def test_unregister_leaves_nothing_behind(addon):
-    assert len(partsmith_types()) == 10  # 8 operators and the two panels
+    assert len(partsmith_types()) == 11  # 9 operators and the two panels
     addon.engine_link.client()  # a live client thread, as after any request
     addon.operators.watch_status()
     assert bpy.app.timers.is_registered(addon.operators.status_tick)
