@@ -58,10 +58,17 @@ def gap(points: np.ndarray, surface: ClosestPoints) -> tuple[float, np.ndarray]:
     return float(distance[nearest]), closest[nearest] - points[nearest]
 
 
+def boxes_apart(a: np.ndarray, b: np.ndarray, distance: float) -> bool:
+    """Whether two point sets' bounding boxes are more than `distance` apart (then so are
+    their surfaces)."""
+    return bool(((a.min(0) - b.max(0)) > distance).any() or ((b.min(0) - a.max(0)) > distance).any())
+
+
 def reattach(part: Part, before: Part, frozen: list[Part]) -> Part:
     """`part` translated back onto the frozen parts `before` touched and it no longer does."""
-    surfaces = [ClosestPoints(f.object_vertices(), f.faces) for f in frozen]
     old = before.object_vertices()
+    nearby = [f for f in frozen if not boxes_apart(old, f.object_vertices(), CONTACT)]
+    surfaces = [ClosestPoints(f.object_vertices(), f.faces) for f in nearby]
     touched = [s for s in surfaces if gap(old, s)[0] <= CONTACT]
     points = part.object_vertices()
     moved = False
