@@ -207,25 +207,29 @@ def _new(created: list, collection, *args):
     return block
 
 
-def box_uvs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def box_uvs(vertices: np.ndarray, faces: np.ndarray,
+            normals: np.ndarray | None = None) -> np.ndarray:
     """(F·3, 2) float32 UVs per face corner by box projection: each triangle is projected
-    along the axis its normal is closest to, and the six (axis, side) groups are laid out in
-    a 3 × 2 grid of cells, so that opposite sides do not overlap; one scale for the whole
-    part keeps texel density even."""
+    along the axis its normal (`normals`, computed when not given) is closest to, and the six
+    (axis, side) groups are laid out in a 3 × 2 grid of cells, so that opposite sides do not
+    overlap; one scale for the whole part keeps texel density even. Each vertex's six
+    candidate UVs are made once; the corners then take theirs in one gather."""
     v = np.asarray(vertices, np.float32)
-    tri = v[faces]
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    axis = np.abs(normal).argmax(1)
-    side = np.take_along_axis(normal, axis[:, None], 1)[:, 0] < 0
+    if normals is None:
+        a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+        normals = np.cross(b - a, c - a)
+    axis = np.abs(normals).argmax(1)
+    side = np.take_along_axis(normals, axis[:, None], 1)[:, 0] < 0
     low = v.min(0)
-    scale = np.float32(1.0 / (3.0 * max(float((v.max(0) - low).max()), 1e-9)))
-    out = np.empty((len(faces), 3, 2), np.float32)
-    for a, (i, j) in enumerate(((1, 2), (0, 2), (0, 1))):  # the two axes a projection keeps
-        chosen = axis == a
-        t = tri[chosen]
-        out[chosen, :, 0] = (t[:, :, i] - low[i]) * scale + np.float32(a / 3)
-        out[chosen, :, 1] = (t[:, :, j] - low[j]) * scale + (side[chosen, None] / np.float32(3))
-    return out.reshape(-1, 2)
+    local = (v - low) * np.float32(1.0 / (3.0 * max(float((v.max(0) - low).max()), 1e-9)))
+    candidates = np.empty((6, len(v), 2), np.float32)
+    for number, (i, j) in enumerate(((1, 2), (0, 2), (0, 1))):  # the axes a projection keeps
+        for flipped in (0, 1):
+            cell = candidates[2 * number + flipped]
+            cell[:, 0] = local[:, i] + np.float32(number / 3)
+            cell[:, 1] = local[:, j] + np.float32(flipped / 3)
+    group = (2 * axis + side).astype(np.int64)[:, None] * len(v) + faces
+    return candidates.reshape(-1, 2)[group].reshape(-1, 2)
 
 
 def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray,
@@ -240,9 +244,13 @@ def _new_mesh(created: list, name: str, vertices: np.ndarray, faces: np.ndarray,
         "vector", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
     mesh.attributes[".corner_vert"].data.foreach_set("value", corners)
     mesh.polygons.foreach_set("loop_start", np.arange(0, len(corners), 3, dtype=np.int32))
-    if uvs:
-        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", box_uvs(vertices, faces).reshape(-1))
     mesh.update(calc_edges=True)
+    if uvs:  # on Blender's own face normals; the corner attribute takes them in one copy
+        normals = np.empty(len(faces) * 3, np.float32)
+        mesh.polygon_normals.foreach_get("vector", normals)
+        layer = mesh.uv_layers.new(name="UVMap")
+        mesh.attributes[layer.name].data.foreach_set(
+            "vector", box_uvs(vertices, faces, normals.reshape(-1, 3)).reshape(-1))
     return mesh
 
 
