@@ -141,20 +141,28 @@ def start(image, *, parts: int | None = None, seed: int = 0, steps: int | None =
     parts = parts or None  # 0 means "the model decides", as in the panel
     parameters = {"model": model, "parts": parts, "seed": seed, "steps": steps,
                   "guidance": guidance, "top_k": top_k, "image": _image_name(image)}
+    try:
+        generation = _submitted(lambda: Generation(image, parameters, name or _asset_name(image),
+                                                   collection))
+    except (OSError, ValueError, TypeError) as error:
+        Current.error = str(error)
+        raise PartsmithError("bad_request", str(error)) from error
+    Current.task = generation
+    return generation
+
+
+def _submitted(submit):
+    """`submit()` (a Task being made), with what refuses it turned into PartsmithError and
+    shown in the panel."""
     Current.error = ""
     try:
-        generation = Generation(image, parameters, name or _asset_name(image), collection)
+        return submit()
     except PartsmithError as error:
         Current.error = error.message
         raise
     except EngineError as error:  # refused before sending: the request breaks the protocol
         Current.error = engine_link.describe(error)
         raise PartsmithError(error.code, Current.error) from error
-    except (OSError, ValueError, TypeError) as error:
-        Current.error = str(error)
-        raise PartsmithError("bad_request", str(error)) from error
-    Current.task = generation
-    return generation
 
 
 def generate(image, *, report=print, **options) -> bpy.types.Object:
@@ -208,8 +216,8 @@ def start_edit(objs, operation: str, **options) -> Edit:
     objs = list(objs) if isinstance(objs, (list, tuple, set)) else [objs]
     roots = {scene.asset_root(obj) for obj in objs}
     targets = sorted(int(obj[scene.PROP + "index"]) for obj in objs if scene.PROP + "index" in obj)
-    Current.error = ""
-    try:
+
+    def submit() -> Edit:
         if not objs or None in roots:
             raise PartsmithError("invalid_part", "Select part objects of a Partsmith asset")
         if len(roots) > 1:
@@ -218,14 +226,9 @@ def start_edit(objs, operation: str, **options) -> Edit:
             raise PartsmithError("invalid_part", "Select the parts to edit, not the asset root")
         if isinstance(options.get("source"), Candidate):
             options["source"] = options["source"].source
-        edit = Edit(roots.pop(), targets, operation, options)
-    except PartsmithError as error:
-        Current.error = error.message
-        raise
-    except EngineError as error:  # refused before sending: the request breaks the protocol
-        Current.error = engine_link.describe(error)
-        raise PartsmithError(error.code, Current.error) from error
-    Current.task = edit
+        return Edit(roots.pop(), targets, operation, options)
+
+    Current.task = edit = _submitted(submit)
     return edit
 
 

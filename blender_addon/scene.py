@@ -92,6 +92,17 @@ def asset_root(obj):
     return None
 
 
+def mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """A Blender mesh's float32 (V, 3) vertices and int32 (F, 3) triangles (any polygons
+    triangulated as Blender draws them)."""
+    vertices = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.attributes["position"].data.foreach_get("vector", vertices)
+    mesh.calc_loop_triangles()
+    faces = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", faces)
+    return vertices.reshape(-1, 3), faces.reshape(-1, 3)
+
+
 def parts_from_objects(objects) -> tuple[list, Matrix]:
     """Mesh objects made anywhere (by hand, imported) as bridge Parts in the engine's object
     frame (+Y up, centred, longest side 2), each in a local frame at its bounding-box centre,
@@ -100,15 +111,10 @@ def parts_from_objects(objects) -> tuple[list, Matrix]:
 
     world, faces = [], []
     for obj in objects:
-        mesh = obj.data
-        vertices = np.empty(len(mesh.vertices) * 3, np.float64)
-        mesh.attributes["position"].data.foreach_get("vector", vertices)
-        mesh.calc_loop_triangles()
-        corners = np.empty(len(mesh.loop_triangles) * 3, np.int32)
-        mesh.loop_triangles.foreach_get("vertices", corners)
+        vertices, corners = mesh_arrays(obj.data)
         matrix = np.array(Y_UP_TO_Z_UP.inverted() @ obj.matrix_world)
-        world.append(vertices.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3])
-        faces.append(corners.reshape(-1, 3))
+        world.append(vertices.astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3])
+        faces.append(corners)
     every = np.concatenate(world)
     low, high = every.min(0), every.max(0)
     centre, half = (low + high) / 2, max(float((high - low).max()) / 2, 1e-9)
@@ -134,12 +140,7 @@ def part_of(obj):
     root, label, index), with its stored latent only while it sits where it was generated."""
     from .bridge import Part
 
-    mesh = obj.data
-    vertices = np.empty(len(mesh.vertices) * 3, np.float32)
-    mesh.attributes["position"].data.foreach_get("vector", vertices)
-    mesh.calc_loop_triangles()
-    faces = np.empty(len(mesh.loop_triangles) * 3, np.int32)
-    mesh.loop_triangles.foreach_get("vertices", faces)
+    vertices, faces = mesh_arrays(obj.data)
     transform = np.array(obj.matrix_basis, dtype=np.float64)
     latent = None
     stored = obj.get(PROP + "latent")
@@ -147,7 +148,7 @@ def part_of(obj):
                                           transform, atol=1e-6):
         shape = tuple(obj[PROP + "latent_shape"])
         latent = np.frombuffer(base64.b64decode(stored), np.float16).reshape(shape).astype(np.float32)
-    return Part(vertices.reshape(-1, 3), faces.reshape(-1, 3), transform,
+    return Part(vertices, faces, transform,
                 obj.get(PROP + "label", obj.name), int(obj.get(PROP + "index", 0)),
                 obj.get(PROP + "mesh_id"), latent=latent)
 
