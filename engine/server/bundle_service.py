@@ -70,13 +70,21 @@ class EditService:
 
     def __init__(self, bundle: BundleService):
         self.bundle = bundle
+        self._editor = None  # made on the first edit (jobs run on the one worker thread)
+
+    def editor(self):
+        """The bundle's part editor over its loaded pipeline, with the retriever read once."""
+        if self._editor is None:
+            from engine.pipelines.registry import editor_over
+
+            self._editor = editor_over(self.bundle.pipeline(), self.bundle.folder)
+        return self._editor
 
     def __call__(self, request: pipelines.Request, progress, cancelled) -> Result:
         from engine.pipelines.editor import LibraryPart
-        from engine.pipelines.registry import editor_over
 
         progress("load", 0.0)
-        editor = editor_over(self.bundle.pipeline(), self.bundle.folder)
+        editor = self.editor()
         params = request.params
         position = {part.index: n for n, part in enumerate(request.parts)}
         source = None
@@ -101,10 +109,8 @@ class EditService:
     def candidates(self, request: pipelines.Request, progress, cancelled) -> Result:
         """Library parts to swap in for the one part sent: the editor's search, each with
         its asset's thumbnail (arrays `thumbnails/<n>`)."""
-        from engine.pipelines.registry import editor_over
-
         progress("load", 0.0)
-        editor = editor_over(self.bundle.pipeline(), self.bundle.folder)
+        editor = self.editor()
         params = request.params
         found = editor.search(request.parts, 0, params["k"], params["label"])
         library = editor.pipeline.library
