@@ -251,6 +251,17 @@ def test_pipeline_without_retrieval_and_with_rgb_input(world, pipeline):
     assert generation.retrieved == []
 
 
+def test_automatic_part_count_is_the_nearest_library_assets(world, pipeline):
+    image = reference_image(world)
+    for top_k in (2, 0):  # with k = 0 the bank is still asked, for labels and the count
+        generation = pipeline(image, None, steps=1, seed=0, top_k=top_k)
+        nearest = pipeline.retrieve(pipeline.encode(image), top_k)[2][0]
+        count = int(pipeline.bank.part_count[nearest.index])
+        check_parts(generation, count)
+        assert generation.params["parts"] == count and generation.params["automatic_parts"]
+    assert not pipeline(image, 2, steps=1, top_k=0).params["automatic_parts"]
+
+
 def test_pipeline_cancels_between_steps(world, pipeline):
     class Stop(Exception):
         pass

@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="reference image -> part meshes (PartRAG)")
     parser.add_argument("image", type=Path, help="PNG/JPEG/WebP; RGBA, or RGB on a uniform "
                         "background (removed unless --keep-background)")
-    parser.add_argument("--parts", type=int, required=True, help="number of parts to generate")
+    parser.add_argument("--parts", type=part_count, metavar="N|auto",
+                        help="number of parts to generate (default auto: the nearest library "
+                             "asset's)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODELS / "partrag",
                         help="PartRAG bundle or public PartCrafter folder (default "
                              "models/partrag)")
@@ -37,6 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_generate)
 
 
+def part_count(text: str) -> int | None:
+    """--parts: a positive count, or auto (None: the pipeline decides)."""
+    if text == "auto":
+        return None
+    try:
+        parts = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of parts or auto, not {text!r}") from None
+    if parts < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 part, not {parts}")
+    return parts
+
+
 def face_budget(text: str) -> int:
     """--max-faces: enough triangles for a closed mesh."""
     faces = int(text)
@@ -56,14 +71,14 @@ def read_image(path: Path):
     return image
 
 
-def generate_files(image, out: Path, parts: int, *, model: Path, device: str = "auto",
+def generate_files(image, out: Path, parts: int | None, *, model: Path, device: str = "auto",
                    seed: int = 0, steps: int | None = None, guidance: float | None = None,
                    top_k: int | None = None, strength: float | None = None,
                    remove_background: bool = True, extract=None):
     """Run the PartRAG bundle or PartCrafter folder `model` on `image` and write the
     generation's files into `out` (outputs.write_generation); returns the Generation. None
-    means the default (top-k: the pipeline's, 0 without retrieval weights; extract: the
-    pipeline's ExtractSettings)."""
+    means the default (parts: automatic; top-k: the pipeline's, 0 without retrieval weights;
+    extract: the pipeline's ExtractSettings)."""
     from engine.device import resolve_device
     from engine.pipelines.outputs import write_generation
     from engine.pipelines.registry import load_pipeline

@@ -54,7 +54,7 @@ from engine.retrieval.library_bank import library_fingerprint
 
 # 12 Euler steps (the reference takes 50) keep an 8-part object near 10 s on 2 CPU cores.
 DEFAULT_TOP_K, DEFAULT_STEPS = 3, 12
-DEFAULT_PARTS = 4  # when a request leaves the part count to the engine
+DEFAULT_PARTS = 4  # a request that leaves the part count to a pipeline without a bank
 # Guidance: the bundle's own (scheduler_config.json `default_guidance`, written by training's
 # export), else the public checkpoints' 7. The shipped CPU-trained generator declares 1: with
 # stronger guidance its samples overshoot the latents' scale (docs/results.md).
@@ -194,10 +194,11 @@ class PartRAGPipeline:
         """DEFAULT_TOP_K when the folder can retrieve, else 0 (a public PartCrafter folder)."""
         return DEFAULT_TOP_K if self.rag is not None and self.bank is not None else 0
 
-    def check_request(self, parts: int, top_k: int, steps: int, strength: float,
+    def check_request(self, parts: int | None, top_k: int, steps: int, strength: float,
                       given_start: bool = False) -> None:
-        """Refuse, with a code and what to do, a request this bundle cannot serve."""
-        if not 1 <= parts <= self.max_parts:
+        """Refuse, with a code and what to do, a request this bundle cannot serve (None
+        parts: found after retrieval, always in range)."""
+        if parts is not None and not 1 <= parts <= self.max_parts:
             raise RequestRefused("invalid_part_count", f"this model generates 1 to "
                                  f"{self.max_parts} parts, asked for {parts}")
         if top_k < 0:
@@ -227,11 +228,12 @@ class PartRAGPipeline:
         """A request's settings with every default filled in, the one place they are chosen:
         parts DEFAULT_PARTS; steps DEFAULT_STEPS; guidance the bundle's `default_guidance`;
         top-k `default_top_k`; strength DEFAULT_STRENGTH when retrieval can initialise
-        sampling (k > 0 and a library), else 1 (from noise)."""
+        sampling (k > 0 and a library), else 1 (from noise). Parts stay None (automatic):
+        `automatic_parts` picks them once retrieval has run."""
         top_k = self.default_top_k if top_k is None else top_k
         if strength is None:
             strength = DEFAULT_STRENGTH if top_k and self.library is not None else 1.0
-        return {"parts": DEFAULT_PARTS if parts is None else parts,
+        return {"parts": parts,
                 "steps": DEFAULT_STEPS if steps is None else steps,
                 "guidance": self.default_guidance if guidance is None else guidance,
                 "top_k": top_k, "strength": strength}
@@ -263,6 +265,9 @@ class PartRAGPipeline:
         span("retrieve", 0.0)
         with watch.stage("retrieve"):
             context, hits, label_hits = self.retrieve(encoded, top_k, exclude)
+        automatic = parts is None
+        if automatic:
+            parts = settings["parts"] = self.automatic_parts(label_hits)
 
         cancel()
         with watch.stage("denoise"):
@@ -290,7 +295,15 @@ class PartRAGPipeline:
         timings = {**watch.seconds, "total": time.perf_counter() - started}
         return Generation(out, [m.report() for m in meshes],
                           [{"asset_id": h.asset_id, "score": h.score} for h in hits], timings,
-                          {**settings, "seed": seed, "model": self.name}, image)
+                          {**settings, "automatic_parts": automatic, "seed": seed,
+                           "model": self.name}, image)
+
+    def automatic_parts(self, hits: list[Hit]) -> int:
+        """The part count of the nearest library asset (the top hit, also with k = 0), within
+        the model's limit; DEFAULT_PARTS without a bank to ask."""
+        if not hits:
+            return DEFAULT_PARTS
+        return min(int(self.bank.part_count[hits[0].index]), self.max_parts)
 
     def retrieve(self, encoded, top_k: int, exclude: str | None = None
                  ) -> tuple[torch.Tensor, list[Hit], list[Hit]]:
