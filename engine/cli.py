@@ -143,6 +143,7 @@ def bench(args) -> int:
 def add_package_commands(subparsers) -> None:
     """The commands each package declares next to the code they drive."""
     from engine import demo
+    from engine.batch import cli as batch_cli
     from engine.data import cli as data_cli
     from engine.eval import cli as eval_cli
     from engine.models import parity
@@ -157,7 +158,7 @@ def add_package_commands(subparsers) -> None:
     dit_cli.register(sub)
     train_cli.register(sub)
     for register in (eval_cli.register, library_cli.register, generate_cli.register,
-                     edit_cli.register):
+                     edit_cli.register, batch_cli.register):
         register(subparsers)
 
 

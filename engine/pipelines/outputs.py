@@ -63,8 +63,9 @@ def latent_key(index: int) -> str:
     return f"part_{index:02d}"
 
 
-def write_generation(generation, out: Path, preview: bool = True) -> list[Path]:
-    """Write every file of a Generation into `out`; returns the paths."""
+def write_generation(generation, out: Path, preview: bool = True, renderer=None) -> list[Path]:
+    """Write every file of a Generation into `out`; returns the paths. `renderer`: an open
+    Renderer for the preview (one per call otherwise)."""
     from PIL import Image
 
     out = Path(out)
@@ -88,7 +89,7 @@ def write_generation(generation, out: Path, preview: bool = True) -> list[Path]:
         "timings": generation.timings, "params": generation.params}))
     paths.append(write_json_atomic(out / "retrieved.json", generation.retrieved))
     if preview:
-        paths.append(render_preview(generation.parts, out / "preview.png"))
+        paths.append(render_preview(generation.parts, out / "preview.png", renderer))
     return paths
 
 

@@ -1,0 +1,1 @@
+"""Batch asset creation: many images, one command, resumable (`python -m engine batch`)."""
