@@ -5,6 +5,8 @@
     legs = [o for o in root.children if o["partsmith_label"] == "chair_leg"]
     found = api.candidates(legs[0], k=12)                # library parts to swap in
     api.swap(legs[0], found[0]); api.refine(legs[1:], strength=0.5, seed=2)
+    roots = api.generate_many(["a.png", "b.png"], parts=4)   # into the scene, one by one
+    api.batch("/data/refs", "/data/assets", blend=True)  # to disk, by the engine, resumable
 
 `start()` / `start_edit()` are the non-blocking forms: they return a Task whose `step()`
 never blocks (the UI calls it from a timer). Works in the UI and in background mode (`bpy`
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +46,8 @@ class Task:
     the result arrives, and atomically (scene.build_asset, scene.replace_parts); a
     finished task is one undo step. Subclasses submit in __init__ and apply in `_apply`."""
 
+    changes_scene = True  # whether a finished task is an undo step
+
     def __init__(self, name: str):
         self.name = name
         self.state, self.stage, self.fraction = "running", "sending", 0.0
@@ -68,7 +73,8 @@ class Task:
             self._fail("failed", "scene_failed", f"Changing the scene failed: {error}")
         else:
             self.state, self.fraction = "done", 1.0
-            _undo_push(f"Partsmith: {self.name}")
+            if self.changes_scene:
+                _undo_push(f"Partsmith: {self.name}")
         return True
 
     def cancel(self) -> None:
@@ -124,6 +130,24 @@ class Edit(Task):
                   **{k: v for k, v in self.options.items() if v is not None}}
         self.changed = scene.replace_parts(self.root, result.parts, self.targets, record,
                                            uvs=engine_link.settings().uv_unwrap)
+
+
+class Batch(Task):
+    """A batch the engine runs on its own machine, writing asset folders to disk (the same
+    job as `python -m engine batch`); `summary` once done. The scene is not touched."""
+
+    changes_scene = False
+
+    def __init__(self, source: str, out: str, options: dict):
+        super().__init__(f"batch {Path(source).name}")
+        self.summary: dict = {}
+        self.manifest = ""
+        engine_link.ensure_engine()
+        self.job = engine_link.client().submit_batch(source, out, **options)
+
+    def _apply(self, result) -> None:
+        self.summary = dict(result.metadata["summary"])
+        self.manifest = result.metadata["manifest"]
 
 
 class Current:
@@ -192,6 +216,75 @@ def wait(task: Task, report=print) -> Task:
     if task.state != "done":
         raise PartsmithError(task.code, task.error)
     return task
+
+
+IN_FLIGHT = 2  # generate_many: jobs queued at the engine at once (one computes, one waits)
+
+
+def generate_many(images, *, report=print, **options) -> list:
+    """One asset per image, built in the scene as each arrives (the options of `generate`
+    apply to all); returns their roots in order, None where an image failed (reported; the
+    others go on). Ctrl+C cancels the jobs still at the engine."""
+    images = list(images)
+    roots, waiting, running = [None] * len(images), deque(range(len(images))), []
+    finished = 0
+
+    def failed(n: int, message: str) -> None:
+        if report:
+            report(f"Partsmith: {_image_name(images[n])} failed: {message}")
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < IN_FLIGHT:
+                n = waiting.popleft()
+                try:
+                    running.append((n, start(images[n], **options)))
+                except PartsmithError as error:
+                    failed(n, error.message)
+                    finished += 1
+            for n, task in list(running):
+                if not task.step():
+                    continue
+                running.remove((n, task))
+                finished += 1
+                if task.state == "done":
+                    roots[n] = task.root
+                else:
+                    failed(n, task.error)
+                if report:
+                    report(f"Partsmith: {finished}/{len(images)} images")
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        for _, task in running:
+            task.cancel()
+        raise
+    return roots
+
+
+def start_batch(source, out, *, parts: int | None = None, seed: int = 0, blend: bool = False,
+                retry_failed: bool = False, model: str = "partrag") -> Batch:
+    """Submit a batch and return at once: `source` a folder of images or a CSV/JSONL
+    manifest, `out` the folder to write; both paths on the engine's machine (Blender's
+    `//` relative paths are made absolute)."""
+    def submit() -> Batch:
+        return Batch(bpy.path.abspath(str(source)), bpy.path.abspath(str(out)),
+                     {"parts": parts or None, "seed": seed, "blend": blend,
+                      "retry_failed": retry_failed, "pipeline": model})
+
+    Current.task = task = _submitted(submit)
+    return task
+
+
+def batch(source, out, *, report=print, **options) -> dict:
+    """Run a batch and wait, printing progress; returns its summary (rows, ok, failed,
+    skipped, stopped, seconds, images_per_minute). Rows that fail are recorded in
+    out/batch.jsonl and the rest go on; Ctrl+C cancels, and the same call later resumes."""
+    task = wait(start_batch(source, out, **options), report)
+    if report:
+        s = task.summary
+        report(f"Partsmith: batch {s['ok']} ok, {s['failed']} failed, {s['skipped']} done "
+               f"before, {s['images_per_minute']:.1f} images/min; {task.manifest}")
+    return task.summary
 
 
 @dataclass(frozen=True)

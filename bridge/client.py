@@ -156,6 +156,17 @@ class EngineClient:
         """Generate and wait; returns a Result whose `parts` are the generated parts."""
         return self.submit_generate(image, **options).result()
 
+    def submit_batch(self, source: str, out: str, *, parts: int | None = None,
+                     seed: int | None = None, blend: bool | None = None,
+                     retry_failed: bool | None = None, pipeline: str | None = None) -> Job:
+        """Start a batch on the engine's machine: `source` a folder of images or a CSV/JSONL
+        manifest there, `out` the folder to write (one asset folder per image and
+        batch.jsonl); paths are the engine's. Progress events count the images; the result's
+        metadata has the `summary`."""
+        body = _present(input=str(source), out=str(out), parts=parts, seed=seed, blend=blend,
+                        retry_failed=retry_failed, pipeline=pipeline)
+        return self.submit("batch", body)
+
     def submit_edit(self, parts: list, targets: list[int], *, operation: str | None = None,
                     image=None, source: str | None = None, alpha: float | None = None,
                     strength: float | None = None, steps: int | None = None,

@@ -45,11 +45,11 @@ MAX_IMAGE_SIDE = 4096
 MAX_STRING = 256
 
 REQUEST_TYPES = (
-    "hello", "generate", "edit", "candidates", "library.search", "library.asset",
+    "hello", "generate", "edit", "candidates", "batch", "library.search", "library.asset",
     "cancel", "status", "shutdown", "heartbeat",
 )
 REPLY_TYPES = ("hello", "accepted", "progress", "result", "error", "status", "heartbeat")
-JOB_TYPES = ("generate", "edit", "candidates", "library.search", "library.asset")
+JOB_TYPES = ("generate", "edit", "candidates", "batch", "library.search", "library.asset")
 PART_REQUESTS = ("edit", "candidates")  # requests that carry parts
 # What an edit does to its target parts (the part editor, engine/pipelines/editor.py).
 EDIT_OPERATIONS = ("refine", "swap", "place", "interpolate", "assemble")
@@ -298,6 +298,9 @@ REQUEST_FIELDS: dict[str, dict[str, Field]] = {
              "seed": _SEED, "top_k": Field(int, None, 0, MAX_SEARCH_RESULTS)},
     "candidates": {"pipeline": Field(str, "partrag"), "parts": Field(list),
                    "k": Field(int, 12, 1, MAX_SEARCH_RESULTS), "label": Field(str, None)},
+    "batch": {"pipeline": Field(str, "partrag"), "input": Field(str), "out": Field(str),
+              "parts": Field(int, None, 1, MAX_PARTS), "seed": _SEED,
+              "blend": Field(bool, False), "retry_failed": Field(bool, False)},
     "library.search": {"k": Field(int, 8, 1, MAX_SEARCH_RESULTS),
                        "level": Field(str, "object", choices=("object", "part")),
                        "category": Field(str, None)},

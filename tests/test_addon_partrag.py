@@ -248,3 +248,69 @@ def test_any_multi_part_object_can_be_adopted_and_edited(linked, empty_scene, in
     assert linked.scene.part_of(parts[1]).latent is not None
     with pytest.raises(linked.api.PartsmithError, match="at least two"):
         linked.api.adopt(made[:1])
+
+
+# ------------------------------------------------------------------ many images
+
+
+def test_generate_many_builds_each_asset_and_reports_the_failed_image(linked, empty_scene,
+                                                                      installed, tmp_path):
+    models, image = installed
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    lines = []
+    roots = linked.api.generate_many([str(image), str(bad), str(image)], parts=PARTS, steps=1,
+                                     report=lines.append)
+    assert roots[1] is None and roots[0] is not None and roots[2] is not None
+    assert roots[0] != roots[2]
+    assert [len(linked.scene.asset_parts(r)) for r in (roots[0], roots[2])] == [PARTS, PARTS]
+    assert len(bpy.data.objects) == 2 * (PARTS + 1)
+    assert any("bad.png failed" in line and "PNG" in line for line in lines)
+    assert "Partsmith: 3/3 images" in lines
+
+
+def test_batch_runs_in_the_engine_with_progress_and_resumes(linked, empty_scene, installed,
+                                                            tmp_path):
+    models, image = installed
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"image": str(image), "name": "one", "steps": 1, "parts": 2})
+                    + "\n" + json.dumps({"image": str(tmp_path / "gone.png"), "steps": 1})
+                    + "\n")
+    lines = []
+    summary = linked.api.batch(rows, tmp_path / "out", report=lines.append)
+    assert (summary["rows"], summary["ok"], summary["failed"]) == (2, 1, 1)
+    assert any(line.startswith("Partsmith: batch") and "%" in line for line in lines)
+    assert "1 ok, 1 failed" in lines[-1]
+    records = [json.loads(line) for line in (tmp_path / "out" / "batch.jsonl").read_text()
+               .splitlines()]
+    assert {r["name"]: r.get("code", "ok") for r in records} == {"one": "ok",
+                                                                "gone": "missing_image"}
+    assert (tmp_path / "out" / "one" / "object.glb").is_file()
+    assert len(bpy.data.objects) == 0  # a batch writes files, not the scene
+    again = linked.api.batch(rows, tmp_path / "out", report=None)
+    assert (again["ok"], again["skipped"]) == (0, 1)  # the missing image is tried again
+
+
+def test_a_batch_with_a_bad_input_is_refused_with_its_reason(linked, tmp_path):
+    with pytest.raises(linked.api.PartsmithError, match="does not exist") as error:
+        linked.api.batch(tmp_path / "nothing", tmp_path / "out", report=None)
+    assert error.value.code == "invalid_batch_input"
+
+
+def test_a_cancelled_batch_stops_with_nothing_half_written(linked, empty_scene, installed,
+                                                          tmp_path):
+    models, image = installed
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"image": str(image), "name": f"slow{n}", "steps": 1000,
+                                        "parts": 2}) + "\n" for n in range(3)))
+    task = linked.api.start_batch(rows, tmp_path / "out")
+    while task.stage in ("sending", "queued") and not task.step():
+        time.sleep(0.01)
+    linked.api.cancel()
+    started = time.perf_counter()
+    while not task.step():
+        time.sleep(0.01)
+    assert task.state == "cancelled" and time.perf_counter() - started < 10
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name != "batch.jsonl"]
+    log = (tmp_path / "out" / "batch.jsonl").read_text()
+    assert '"ok"' not in log  # nothing recorded as finished

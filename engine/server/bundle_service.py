@@ -124,6 +124,37 @@ class EditService:
         return Result([], {"candidates": listed}, thumbnails)
 
 
+class BatchService:
+    """Batches over a BundleService's loaded pipeline, embedded in the engine process: the
+    same rows, files and manifest as `python -m engine batch` (engine/batch/)."""
+
+    def __init__(self, bundle: BundleService):
+        self.bundle = bundle
+
+    def __call__(self, request: pipelines.Request, progress, cancelled) -> Result:
+        from engine.batch.compute import PipelineSet
+        from engine.batch.embedded import EmbeddedExecutor
+        from engine.batch.log import LOG_NAME
+        from engine.batch.rows import BatchInputError, read_rows
+        from engine.batch.runner import run_batch
+
+        progress("load", 0.0)
+        params = request.params
+        try:
+            rows = read_rows(Path(params["input"]), parts=params["parts"], seed=params["seed"],
+                             pipeline=request.pipeline)
+        except BatchInputError as error:
+            raise RequestRefused("invalid_batch_input", str(error)) from None
+        loaded = {request.pipeline: self.bundle.pipeline()}
+        executor = EmbeddedExecutor(PipelineSet(self.bundle.folder.parent, loaded=loaded))
+        out = Path(params["out"])
+        summary = run_batch(
+            rows, out, executor, retry_failed=params["retry_failed"], blend=params["blend"],
+            progress=lambda done, total, message: progress("batch", done / total, message),
+            should_stop=cancelled, show_progress=False)
+        return Result([], {"summary": summary.as_dict(), "manifest": str(out / LOG_NAME)})
+
+
 def register_installed(models: Path) -> list[str]:
     """Register every bundle installed under `models`; returns their names."""
     names = []
@@ -135,6 +166,9 @@ def register_installed(models: Path) -> list[str]:
             continue
         service = BundleService(folder)
         pipelines.register(operation, folder.name, service, {"bundle": str(folder)})
+        if operation == "generate":
+            pipelines.register("batch", folder.name, BatchService(service),
+                               {"bundle": str(folder)})
         if has_editor(folder):
             editing = EditService(service)
             pipelines.register("edit", folder.name, editing, {"bundle": str(folder)})

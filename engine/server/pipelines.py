@@ -27,6 +27,7 @@ EXPECTED = {
     ("generate", "partrag"): "models/partrag",
     ("edit", "partrag"): "models/partrag",
     ("candidates", "partrag"): "models/partrag",
+    ("batch", "partrag"): "models/partrag",
     ("library.search", "library"): "models/library",
     ("library.asset", "library"): "models/library",
 }
@@ -34,6 +35,8 @@ EXPECTED = {
 NOT_IMPLEMENTED = {
     ("generate", "unipart"): "UniPart generation is not part of this engine yet; use the "
                              "'partrag' pipeline",
+    ("batch", "unipart"): "UniPart generation is not part of this engine yet; use the "
+                          "'partrag' pipeline",
 }
 LIBRARY = "library"  # library requests name no pipeline; they go to this one
 
@@ -46,7 +49,7 @@ class JobCancelled(Exception):
 class Request:
     """A validated job request as a pipeline sees it."""
 
-    operation: str  # generate | edit | candidates | library.search | library.asset
+    operation: str  # generate | edit | candidates | batch | library.search | library.asset
     pipeline: str
     params: dict  # the body fields of the request, defaults filled in
     image: np.ndarray | None = None  # uint8 (H, W, 4) RGBA; may be read-only
