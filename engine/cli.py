@@ -93,13 +93,21 @@ def keys(args) -> int:
 def add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure and print performance figures")
     parser.add_argument("target", help="what to measure",
-                        choices=["bridge", "data", "metrics", "fps", "extraction", "generate", "soak"])
+                        choices=["bridge", "data", "metrics", "fps", "extraction", "generate", "soak",
+                                 "batch", "library"])
     parser.add_argument("--jobs", type=int, default=200, help="soak: generate jobs to send")
     parser.add_argument("--model", type=Path, help="generate: the bundle (default: the shipped "
-                        "models/partrag); soak: the models folder (default: models/)")
+                        "models/partrag); soak, batch: the models folder (default: models/)")
     parser.add_argument("--image", type=Path,
                         help="generate, soak: reference image (default: the demo chair, "
                         "engine/demo_inputs/chair.png)")
+    parser.add_argument("--images", type=Path, help="batch: folder of images (default: the "
+                        "first view of --limit test objects of data/parts)")
+    parser.add_argument("--limit", type=int, default=12, help="batch: images (default 12)")
+    parser.add_argument("--parts", type=int, default=4, help="batch: parts per image (default 4)")
+    parser.add_argument("--library", type=Path, default=Path("models/library"),
+                        help="library: the part library whose embeddings and assets to scale "
+                             "up (default models/library)")
     parser.set_defaults(run=bench)
 
 
@@ -125,6 +133,16 @@ def bench(args) -> int:
         from engine.server.soak import print_soak
 
         return print_soak(args.jobs, args.model or DEFAULT_MODELS, args.image or DEMO_IMAGE)
+    elif args.target == "batch":
+        from engine.batch.bench import print_bench_batch
+        from engine.pipelines.registry import DEFAULT_MODELS
+
+        return print_bench_batch(args.model or DEFAULT_MODELS, Path("data/parts"), args.images,
+                                 args.limit, args.parts)
+    elif args.target == "library":
+        from engine.retrieval.scale_bench import print_bench_library
+
+        return print_bench_library(args.library)
     elif args.target == "fps":
         from engine.geometry.bench import bench_fps
 

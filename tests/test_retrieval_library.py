@@ -1,5 +1,7 @@
 import json
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +11,14 @@ from PIL import Image
 
 from engine.cli import main
 from engine.retrieval.builder import build_library
-from engine.retrieval.compact import STEPS, decode_rgba, encode_rgba, pack_meshes, unpack_mesh
+from engine.retrieval.compact import STEPS, decode_rgba, encode_rgba, quantise, unpack_mesh
 from engine.retrieval.encoders import load_encoder
 from engine.retrieval.evaluate import Query, query_vectors
 from engine.retrieval.hcr import HCR, HCRConfig
 from engine.retrieval.importers import import_asset, part_name
 from engine.retrieval.index import VectorIndex
-from engine.retrieval.library import INDEX_NAME, LibraryError, PartLibrary, write_library
+from engine.retrieval.library import INDEX_NAME, LibraryError, PartLibrary
+from engine.retrieval.library_writer import write_library
 from engine.retrieval.search import HCR_OBJECT_WEIGHT, Searcher
 from engine.retrieval.selection import coverage, normalise, spherical_kmeans_medoids
 from engine.retrieval.shape import PartEncoder
@@ -126,22 +129,20 @@ def test_stored_views_change_the_images_only(built, tmp_path):
                       progress=False, stored_views=-1)
 
 
-def test_meshes_are_stored_once_in_narrow_types_and_images_losslessly():
+def test_meshes_quantise_within_half_a_step_and_images_are_lossless():
     rng = np.random.default_rng(0)
-    leg = (rng.uniform(-0.1, 0.1, (40, 3)).astype(np.float32), rng.integers(0, 40, (60, 3)))
-    flat = (np.c_[rng.uniform(-1, 1, (30, 2)), np.zeros(30)].astype(np.float32),
-            rng.integers(0, 30, (50, 3)))  # zero extent along z
-    packed = pack_meshes([leg, leg, flat, leg])
-    assert packed["part_mesh"].tolist() == [0, 0, 1, 0] and len(packed["mesh_step"]) == 2
-    assert packed["vertices"].dtype == np.uint16 and packed["faces"].dtype == np.uint16
-    for row, (vertices, faces) in enumerate([leg, flat]):
-        unpacked, unpacked_faces = unpack_mesh(packed, row)
+    leg = rng.uniform(-0.1, 0.1, (40, 3)).astype(np.float32)
+    flat = np.c_[rng.uniform(-1, 1, (30, 2)), np.zeros(30)].astype(np.float32)  # no z extent
+    for vertices in (leg, flat):
+        origin, step, q = quantise(vertices)
+        table = {"mesh_vertices": np.array([0, len(q)]), "mesh_faces": np.array([0, 1]),
+                 "mesh_origin": origin[None], "mesh_step": step[None], "vertices": q,
+                 "faces": np.array([[0, 1, 2]], np.uint16)}
+        unpacked, _ = unpack_mesh(table, 0)
         extent = vertices.max(0) - vertices.min(0)
+        assert q.dtype == np.uint16
         assert (np.abs(unpacked - vertices) <= extent / STEPS / 2 + 1e-7).all()
-        np.testing.assert_array_equal(unpacked_faces, faces)
-    np.testing.assert_array_equal(unpack_mesh(packed, 1)[0][:, 2], 0.0)
-    big = (rng.normal(size=(70_000, 3)).astype(np.float32), np.array([[0, 1, 69_999]]))
-    assert pack_meshes([big])["faces"].dtype == np.uint32
+    assert (quantise(flat)[2][:, 2] == 0).all()
     rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
     rgba[:4, :, 3] = 0  # colours under transparent pixels survive too
     np.testing.assert_array_equal(decode_rgba(encode_rgba(rgba)), rgba)
@@ -171,29 +172,50 @@ def test_library_loads_fast_and_rejects_other_versions(built, tmp_path):
 
 def test_rewrite_is_atomic_and_leaves_no_stale_files(built, tmp_path):
     library = PartLibrary.load(built[2])
-    records = library.records()
+    records = list(library.iter_records())
     folder = tmp_path / "lib"
     encoders, shape = {"efficientnet-lite0": 1280}, library.info["shape"]
-    write_library(folder, records, encoders, shape, 1)
+    write_library(folder, iter(records), encoders, shape, 1)  # a generator is enough
     first = sorted(p.name for p in folder.iterdir())
     write_library(folder, records[:2], encoders, shape, 1)
     second = sorted(p.name for p in folder.iterdir())
-    assert len(first) == len(second) == 3 and first != second
+    assert len(first) == len(second) == 3 and first != second  # no staging folder left
     rewritten = PartLibrary.load(folder)
     assert len(rewritten) == 2
-    # A rewrite (what `library add` does) keeps meshes, images and embeddings as they were.
+    # A rewrite (what `library add` does) keeps meshes, images and embeddings as they were,
+    # identical meshes (instanced legs) once, and faces in uint16.
     for row in range(2):
         for mine, theirs in zip(rewritten.part_asset_of(row).parts,
                                 library.part_asset_of(row).parts):
             np.testing.assert_allclose(mine.vertices, theirs.vertices, rtol=0, atol=1e-6)
+            np.testing.assert_array_equal(mine.faces, theirs.faces)
         assert rewritten.thumbnail_bytes(row) == library.thumbnail_bytes(row)
     np.testing.assert_array_equal(rewritten.embeddings("efficientnet-lite0", "part"),
                                   library.embeddings("efficientnet-lite0", "part")[
                                       :rewritten.num_parts])
+    distinct = len({(r.id, p.mesh_id) for r in records[:2] for p in r.asset.parts})
+    assert len(rewritten.arrays["mesh_step"]) <= distinct < rewritten.num_parts
+    assert rewritten.arrays["faces"].dtype == np.uint16
+    before = sorted(p.name for p in folder.iterdir())
     with pytest.raises(LibraryError, match="duplicate"):
         write_library(folder, records[:1] * 2, encoders, shape, 1)
     with pytest.raises(LibraryError, match="stores 0 of each"):
         write_library(folder, records, encoders, shape, 0)
+    assert sorted(p.name for p in folder.iterdir()) == before  # refused writes change nothing
+
+
+def test_a_part_beyond_65536_vertices_gets_uint32_faces(built, tmp_path):
+    library = PartLibrary.load(built[2])
+    record = next(library.iter_records())
+    rng = np.random.default_rng(0)
+    big = replace(record.asset.parts[0], vertices=rng.normal(size=(70_000, 3)).astype(np.float32),
+                  faces=np.array([[0, 1, 69_999]], np.int32))
+    record.asset.parts[0] = big
+    write_library(tmp_path / "lib", [record], {"efficientnet-lite0": 1280},
+                  library.info["shape"], 1)
+    rewritten = PartLibrary.load(tmp_path / "lib")
+    assert rewritten.arrays["faces"].dtype == np.uint32
+    np.testing.assert_array_equal(rewritten.part_asset_of(0).parts[0].faces, big.faces)
 
 
 def test_searches_by_image_mask_text_and_part(built):
@@ -258,8 +280,8 @@ def test_hcr_object_queries_pool_as_training_and_blend_the_encoders_cosine(built
     np.testing.assert_allclose(evaluated, query, atol=1e-6)
 
 
-def write_glb(path):
-    seat = trimesh.creation.box((1.0, 0.2, 1.0))
+def write_glb(path, seat_width: float = 1.0):
+    seat = trimesh.creation.box((seat_width, 0.2, 1.0))
     leg = trimesh.creation.cylinder(0.05, 0.8)
     scene = trimesh.Scene()
     up = trimesh.transformations.translation_matrix((0, 0.9, 0))
@@ -336,6 +358,84 @@ def test_cli_add_glb_then_search_finds_its_parts(built, tmp_path, capsys):
     assert main(["library", "search", "--library", str(library), "--asset", "nope", "--part",
                  "0"]) == 2
     assert "no asset 'nope'" in capsys.readouterr().err
+
+
+def test_add_a_folder_skips_bad_files_with_their_reason_and_resumes(built, tmp_path,
+                                                                    monkeypatch, capsys):
+    from engine.retrieval import builder
+
+    dataset, vae, _, _, _ = built
+    library = tmp_path / "library"
+    assert main(["library", "build", "--data", str(dataset), "--vae", str(vae), "--out",
+                 str(library), "--size", "3", "--device", "cpu", "--threads", "1"]) == 0
+    catalogue = tmp_path / "catalogue"
+    (catalogue / "nested").mkdir(parents=True)
+    write_glb(catalogue / "stool.glb")
+    write_glb(catalogue / "nested" / "bench.glb", seat_width=2.5)
+    (catalogue / "broken.glb").write_bytes(b"glTF not really")
+    (catalogue / "bad.obj").write_text("v 0 0 0\nf 1 2 3\n")
+    (catalogue / "notes.txt").write_text("ignored: not a mesh file")
+    renders = []
+    real_render = builder.render_asset
+    monkeypatch.setattr(builder, "render_asset",
+                        lambda *a: renders.append(a[1].category) or real_render(*a))
+    interrupted, real_write = [], builder.write_library
+
+    def interrupt_the_rewrite(folder, records, *args):
+        if Path(folder) == library and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return real_write(folder, records, *args)
+
+    monkeypatch.setattr(builder, "write_library", interrupt_the_rewrite)
+    command = ["library", "add", str(catalogue), "--library", str(library), "--device", "cpu"]
+    with pytest.raises(KeyboardInterrupt):
+        main(command)
+    assert len(PartLibrary.load(library)) == 3  # nothing half-added
+    assert sorted(renders) == ["bench", "stool"]
+    assert main(command) == 0  # resumes: the two imported assets are not rendered again
+    assert sorted(renders) == ["bench", "stool"]
+    out = capsys.readouterr()
+    assert "added 2 asset(s)" in out.out and "(2 skipped)" in out.out
+    assert "skipped " + str(catalogue / "bad.obj") + ":" in out.err and "bad face" in out.err
+    assert "skipped " + str(catalogue / "broken.glb") + ":" in out.err
+    loaded = PartLibrary.load(library)
+    assert len(loaded) == 5 and {a["category"] for a in loaded.assets[3:]} == {"stool", "bench"}
+    assert not (library / builder.ADDING).exists()
+    assert main(command) == 2  # nothing new: every file is skipped, each with its reason
+    assert capsys.readouterr().err.count("already in the library") == 2
+
+
+def test_an_interrupted_build_resumes_without_embedding_again(built, tmp_path, monkeypatch):
+    from engine.retrieval import builder
+
+    dataset, vae, folder, encoder, _ = built
+    calls = []
+    real_embed = builder.embed
+    monkeypatch.setattr(builder, "embed", lambda *a: calls.append(1) or real_embed(*a))
+    real_write = builder.write_library
+
+    def fail_the_final_write(out, records, *args, **options):
+        if Path(out) == tmp_path / "lib":
+            raise KeyboardInterrupt
+        return real_write(out, records, *args, **options)
+
+    monkeypatch.setattr(builder, "write_library", fail_the_final_write)
+    with pytest.raises(KeyboardInterrupt):
+        build_library(dataset, tmp_path / "lib", [encoder], PartEncoder(vae), size=4,
+                      progress=False)
+    first = len(calls)
+    assert first == len(SPLITS["train"])
+    monkeypatch.setattr(builder, "write_library", real_write)
+    build_library(dataset, tmp_path / "lib", [encoder], PartEncoder(vae), size=4,
+                  progress=False)
+    assert len(calls) == first  # every embedding came from the build's cache
+    assert not (tmp_path / "lib" / builder.BUILDING).exists()
+    again, reference = PartLibrary.load(tmp_path / "lib"), PartLibrary.load(folder)
+    assert again.ids == reference.ids
+    np.testing.assert_array_equal(again.arrays["latents"], reference.arrays["latents"])
+    np.testing.assert_array_equal(again.embeddings("efficientnet-lite0", "part"),
+                                  reference.embeddings("efficientnet-lite0", "part"))
 
 
 def test_eval_retrieval_prints_the_table_latency_and_writes_the_sheet(built, tmp_path, capsys):

@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.set_defaults(run=reporting(run_build))
 
     add = sub.add_parser("add", help="import multi-part GLB/glTF (one node per part) or OBJ "
-                         "(one group per part) files into a library")
-    add.add_argument("files", type=Path, nargs="+", help="files to import")
+                         "(one group per part) files, or folders of them, into a library "
+                         "(bad files are skipped with their reason; an interrupted add resumes)")
+    add.add_argument("files", type=Path, nargs="+", help="files or folders to import")
     add.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
     add.add_argument("--category", help="category of the assets (default: each file's name)")
     add.add_argument("--label", action="append", default=[], metavar="NAME=LABEL",
@@ -148,10 +149,14 @@ def run_add(args: argparse.Namespace) -> int:
         print(f"the library's VAE folder {vae} is not here; pass --vae VAE_DIR", file=sys.stderr)
         return 2
     encoders = [load_encoder(key, device) for key in library.encoders]
-    added = add_assets(args.library, args.files, encoders, PartEncoder(vae, device),
-                       args.category, labels)
-    print(f"added {', '.join(added)} to {args.library}")
-    return 0
+    report = add_assets(args.library, args.files, encoders, PartEncoder(vae, device),
+                        args.category, labels)
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    shown = ", ".join(report.added[:10]) + (" ..." if len(report.added) > 10 else "")
+    print(f"added {len(report.added)} asset(s) to {args.library} ({len(report.skipped)} "
+          f"skipped){': ' + shown if report.added else ''}")
+    return 0 if report.added or not report.skipped else 2
 
 
 def _read_image(path: Path):

@@ -4,8 +4,8 @@ useful size fits a 40 MB bundle. Nothing here loses what the runtime can see:
 - RGBA views and thumbnails: lossless WebP, `exact` (colours under transparent pixels kept),
   decoded bit for bit; about half the bytes of the dataset's PNGs.
 - part-index masks (0..parts-1, 255 = background): 8-bit greyscale PNG, optimised.
-- meshes: identical part meshes (instances: legs, wheels, ...) are stored once, and parts point
-  at their mesh. Faces take the narrowest unsigned type that holds every part-local index
+- meshes (library_writer.py): identical part meshes (instances: legs, wheels, ...) are stored
+  once, and parts point at their mesh. Faces take the narrowest unsigned type that holds every part-local index
   (uint16 below 65,536 vertices). Vertices are uint16 steps across each mesh's bounding box:
   the error is at most half a step, extent / 131,070 per coordinate. Every asset is in the
   canonical frame (longest side 2, part transforms pure translations, engine.data.asset), so
@@ -61,37 +61,15 @@ def offsets(counts) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
 
 
-def pack_meshes(meshes: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """(vertices (V, 3), faces (F, 3)) per part -> the arrays of the mesh table:
-    part_mesh (P,) row of each part's mesh; mesh_vertices / mesh_faces (M+1) offsets;
-    mesh_origin / mesh_step (M, 3) float32 (vertex = origin + q * step); vertices (V, 3)
-    uint16 q; faces (F, 3) part-local indices, uint16 or uint32."""
-    rows: dict[tuple[bytes, bytes], int] = {}
-    part_mesh, unique = [], []
-    for vertices, faces in meshes:
-        vertices, faces = np.asarray(vertices, np.float32), np.asarray(faces, np.int32)
-        key = (vertices.tobytes(), faces.tobytes())
-        if key not in rows:
-            rows[key] = len(unique)
-            unique.append((vertices, faces))
-        part_mesh.append(rows[key])
-    origins, steps, quantised = [], [], []
-    for vertices, _ in unique:
-        origin = vertices.min(0)
-        step = ((vertices.max(0).astype(np.float64) - origin) / STEPS).astype(np.float32)
-        q = np.divide(vertices - origin.astype(np.float64), step, where=step > 0,
-                      out=np.zeros(vertices.shape))
-        origins.append(origin)
-        steps.append(step)
-        quantised.append(np.clip(np.rint(q), 0, STEPS).astype(np.uint16))
-    faces = np.concatenate([f for _, f in unique])
-    wide = faces.size and int(faces.max()) > np.iinfo(np.uint16).max
-    return {"part_mesh": np.array(part_mesh, dtype=np.int32),
-            "mesh_vertices": offsets([len(v) for v, _ in unique]),
-            "mesh_faces": offsets([len(f) for _, f in unique]),
-            "mesh_origin": np.stack(origins), "mesh_step": np.stack(steps),
-            "vertices": np.concatenate(quantised),
-            "faces": faces.astype(np.uint32 if wide else np.uint16)}
+def quantise(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices (V, 3) -> origin (3,) float32, step (3,) float32 and q (V, 3) uint16 with
+    vertex = origin + q * step (a zero extent gets step 0)."""
+    vertices = np.asarray(vertices, np.float32)
+    origin = vertices.min(0)
+    step = ((vertices.max(0).astype(np.float64) - origin) / STEPS).astype(np.float32)
+    q = np.divide(vertices - origin.astype(np.float64), step, where=step > 0,
+                  out=np.zeros(vertices.shape))
+    return origin, step, np.clip(np.rint(q), 0, STEPS).astype(np.uint16)
 
 
 def unpack_mesh(arrays: dict[str, np.ndarray], row: int) -> tuple[np.ndarray, np.ndarray]:

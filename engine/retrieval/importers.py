@@ -77,10 +77,12 @@ def part_name(name: str) -> str:
     return re.sub(r"\W+", "_", SUFFIX.sub("", name.strip()).lower()).strip("_") or "part"
 
 
-def import_asset(path: str | Path, category: str,
-                 labels: dict[str, str] | None = None) -> PartAsset:
+def import_asset(path: str | Path, category: str, labels: dict[str, str] | None = None,
+                 every_label: bool = True) -> PartAsset:
     """Read a multi-part GLB/glTF/OBJ file. `labels` maps node/group names to labels (full
-    `category_part` labels or bare part names); other parts are labelled from their names."""
+    `category_part` labels or bare part names); other parts are labelled from their names.
+    `every_label`: a name in `labels` the file lacks is an error (a typo), as it is for one
+    file; a folder of files shares one mapping, which each file uses in part."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".glb", ".gltf"):
@@ -93,7 +95,7 @@ def import_asset(path: str | Path, category: str,
         raise ValueError(f"{path} has no mesh parts")
     labels = dict(labels or {})
     unknown = sorted(set(labels) - {name for name, _ in named})
-    if unknown:
+    if unknown and every_label:
         raise ValueError(f"{path} has no parts named {unknown} (it has "
                          f"{[name for name, _ in named]})")
     builder = AssetBuilder(category, [GREY])

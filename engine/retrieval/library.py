@@ -21,25 +21,22 @@
 
 Version 2 (this layout) replaced version 1 (float32 vertices and int32 faces per part, PNG
 views), which is refused with a message to rebuild.
-Writes are atomic: new content files get new names, library.json is replaced in one rename,
-then the files it no longer names are deleted; a reader never sees a half-written library.
+Writes (library_writer.py, one asset at a time in bounded memory) are atomic: new content
+files get new names, library.json is replaced in one rename, then the files it no longer
+names are deleted; a reader never sees a half-written library.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from bridge.errors import RequestRefused
-from engine.data.asset import Part, PartAsset, mesh_id_name, mesh_id_numbers
-from engine.files import write_atomic, write_json_atomic
-from engine.retrieval.compact import (decode_mask, decode_rgba, offsets, pack_meshes,
-                                      unpack_mesh)
+from engine.data.asset import Part, PartAsset, mesh_id_name
+from engine.retrieval.compact import decode_mask, decode_rgba, unpack_mesh
 
 FORMAT = "partsmith-part-library"
 VERSION = 2
@@ -205,86 +202,15 @@ class PartLibrary:
                                f"(the library keeps {self.info['stored_views']} per asset)")
         return decode_rgba(self._image(row, 1 + 2 * k)), decode_mask(self._image(row, 2 + 2 * k))
 
-    def records(self) -> list[AssetRecord]:
-        """Every asset as a record (for rewriting the library with more assets)."""
-        out = []
+    def iter_records(self):
+        """Every asset as a record, one at a time (for rewriting the library with more
+        assets in bounded memory)."""
         for row, meta in enumerate(self.assets):
             views = meta["views"]
-            out.append(AssetRecord(
+            yield AssetRecord(
                 meta["id"], meta["category"], meta["source"], self.part_asset_of(row),
                 self.latents(row), [self._image(row, 1 + 2 * k) for k in range(views)],
                 [self._image(row, 2 + 2 * k) for k in range(views)], self.thumbnail_bytes(row),
                 {e: self.embeddings(e, "object")[row] for e in self.encoders},
                 {e: self.embeddings(e, "part")[list(self.part_rows(row))]
-                 for e in self.encoders}))
-        return out
-
-
-def write_library(folder: str | Path, records: list[AssetRecord], encoders: dict[str, int],
-                  shape: dict, stored_views: int, extra: dict | None = None) -> Path:
-    """Write `records` as a library in `folder` (atomically replacing one already there).
-    `encoders` maps every encoder key to its embedding width; each record must have
-    embeddings for all of them. `shape` describes the VAE of the latents. `stored_views` is
-    the library's policy (views kept per asset, recorded for `library add`); no record may
-    carry more."""
-    folder = Path(folder)
-    if not records:
-        raise LibraryError("a library needs at least one asset")
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise LibraryError(f"duplicate asset ids: {', '.join(dupes[:10])}")
-    parts = [p for r in records for p in r.asset.parts]
-    for r in records:
-        if len(r.views) != len(r.masks) or len(r.views) > stored_views:
-            raise LibraryError(f"asset {r.id} has {len(r.views)} views and {len(r.masks)} masks;"
-                               f" the library stores {stored_views} of each")
-    latent_shapes = {r.latents.shape[1:] for r in records}
-    if len(latent_shapes) != 1:
-        raise LibraryError(f"assets have latents of different shapes {sorted(latent_shapes)}")
-    images = [data for r in records
-              for data in [r.thumbnail] + [b for pair in zip(r.views, r.masks) for b in pair]]
-    arrays = {
-        "asset_parts": offsets([len(r.asset.parts) for r in records]),
-        **pack_meshes([(p.vertices, p.faces) for p in parts]),
-        "transforms": np.stack([p.transform for p in parts]).astype(np.float64),
-        "mesh_ids": np.concatenate([mesh_id_numbers(r.asset.parts) for r in records]),
-        "colours": np.concatenate([r.asset.materials[[p.material for p in r.asset.parts]]
-                                   for r in records]).astype(np.float32),
-        "latents": np.concatenate([r.latents for r in records]).astype(np.float16),
-        "asset_images": offsets([1 + 2 * len(r.views) for r in records]),
-        "image_offsets": offsets([len(b) for b in images]),
-    }
-    for e, (key, dim) in enumerate(encoders.items()):
-        for record in records:
-            if key not in record.object_embeddings or key not in record.part_embeddings:
-                raise LibraryError(f"asset {record.id} has no {key} embeddings")
-        arrays[f"object.{e}"] = np.stack([r.object_embeddings[key]
-                                          for r in records]).astype(np.float16)
-        arrays[f"part.{e}"] = np.concatenate([r.part_embeddings[key]
-                                              for r in records]).astype(np.float16)
-        if arrays[f"object.{e}"].shape[1] != dim or arrays[f"part.{e}"].shape[1] != dim:
-            raise LibraryError(f"{key} embeddings are not {dim}-dimensional")
-    folder.mkdir(parents=True, exist_ok=True)
-    blob = b"".join(images)
-    tag = hashlib.sha256(blob + b"".join(a.tobytes() for a in arrays.values())).hexdigest()[:16]
-    arrays_name, images_name = f"arrays-{tag}.safetensors", f"images-{tag}.bin"
-    write_atomic(folder / images_name, lambda path: path.write_bytes(blob))
-    write_atomic(folder / arrays_name, lambda path: save_file(arrays, path))
-    info = {"format": FORMAT, "version": VERSION, "arrays": arrays_name, "images": images_name,
-            "encoders": [{"key": k, "dim": d} for k, d in encoders.items()], "shape": shape,
-            "stored_views": stored_views,
-            "counts": {"assets": len(records), "parts": len(parts)}, **(extra or {}),
-            "assets": [{"id": r.id, "category": r.category, "source": r.source,
-                        "labels": r.asset.labels, "views": len(r.views)} for r in records]}
-    write_json_atomic(folder / INDEX_NAME, info)
-    for stale in folder.glob("arrays-*.safetensors"):
-        if stale.name != arrays_name:
-            stale.unlink()
-    for stale in folder.glob("images-*.bin"):
-        if stale.name != images_name:
-            stale.unlink()
-    return folder
-
-
-
+                 for e in self.encoders})
