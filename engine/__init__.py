@@ -12,6 +12,7 @@ layers below it (tests/test_layers.py checks every import, at top level or in a 
     training    the training loop and the recipes of every trained model (exports bundles
                 through the pipelines' save_pretrained)
     eval        figures of trained models and pipelines
+    batch       many images through the pipelines, embedded or on Ray, resumable
     server      the engine process behind the bridge, and the services it runs
     cli         command lines: engine/cli.py, engine/demo.py, and each package's cli.py and
                 *_cli.py (argument parsing only, over the functions of the layers below)
@@ -20,4 +21,4 @@ layers below it (tests/test_layers.py checks every import, at top level or in a 
 """
 
 LAYERS = ("base", "geometry", "models", "render", "data", "retrieval", "pipelines",
-          "training", "eval", "server", "cli")
+          "training", "eval", "batch", "server", "cli")

@@ -147,12 +147,14 @@ def test_embedded_batch_writes_every_good_row_and_records_the_bad_one(two_worker
     assert not [p for p in two_workers.iterdir() if p.name.startswith(".")]
 
 
-def test_one_worker_gives_byte_identical_outputs(two_workers, images, tmp_path):
-    names = ("grey", "three")
+@pytest.mark.parametrize("workers, names", [(1, ("grey", "three")),
+                                             (4, ("chair", "grey", "small", "three"))])
+def test_other_worker_counts_give_byte_identical_outputs(two_workers, images, tmp_path,
+                                                         workers, names):
     rows = read_rows(manifest(images, tmp_path / "m.jsonl", names), parts=None, seed=0,
                      pipeline="partrag")
-    summary = run_batch(rows, tmp_path / "out", embedded(1), show_progress=False)
-    assert (summary.ok, summary.failed) == (2, 0)
+    summary = run_batch(rows, tmp_path / "out", embedded(workers), show_progress=False)
+    assert (summary.ok, summary.failed) == (len(names), 0)
     assert_same_outputs(two_workers, tmp_path / "out", names)
 
 

@@ -12,7 +12,7 @@ from bridge.protocol import (MAX_FRAMES, PROTOCOL_VERSION, Message, Result, deco
                              encode_result, validate_request)
 from bridge_harness import REPO, big_parts, png_bytes
 from bridge_harness import watchdog  # noqa: F401 (autouse: bounds every test)
-from engine.server.validation import decode_image
+from engine.render.image_prep import decode_image
 
 
 def test_arrays_and_bytes_round_trip_exactly():

@@ -493,7 +493,7 @@ def test_bundle_contract_saves_loads_and_dispatches_on_the_class_name(world, tmp
     image = reference_image(world)
     a, b = reloaded(image, 2, steps=1, seed=3), again(image, 2, steps=1, seed=3)
     assert all(np.array_equal(x.vertices, y.vertices) for x, y in zip(a.parts, b.parts))
-    expected = {**pipeline.resolve(2, 1, None, None, None), "seed": 3}
+    expected = {**pipeline.resolve(2, 1, None, None, None), "automatic_parts": False, "seed": 3}
     assert a.params == {**expected, "model": str(first)}
     assert b.params == {**expected, "model": str(second)}
     assert installed_bundles(tmp_path / "models") == [first, second]

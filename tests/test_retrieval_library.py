@@ -58,6 +58,21 @@ def test_index_exact_and_ivf_agree_and_skip_missing_vectors():
         exact.search(np.zeros((1, 8)), 1)
 
 
+def test_a_trained_ivf_index_is_kept_and_read_back(tmp_path, monkeypatch):
+    import faiss
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(2000, 32)).astype(np.float32)
+    first = VectorIndex(vectors, exact_limit=100, keep_in=tmp_path)
+    VectorIndex(vectors[:1500], exact_limit=100, keep_in=tmp_path)
+    assert len(list(tmp_path.glob("index-*.faiss"))) == 2  # one per set of vectors
+    monkeypatch.setattr(faiss.IndexIVFFlat, "train", lambda *a: pytest.fail("trained again"))
+    again = VectorIndex(vectors, exact_limit=100, keep_in=tmp_path)
+    assert again.kind == first.kind
+    queries = vectors[:20]
+    np.testing.assert_array_equal(first.search(queries, 5)[1], again.search(queries, 5)[1])
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("library")

@@ -79,15 +79,14 @@ class PipelineSet:
     def check(self, name: str) -> None:
         """Refuse, with a code, a pipeline name this models folder cannot generate with."""
         from engine.pipelines.bundle import MODEL_INDEX
-        from engine.pipelines.registry import operation_of
-        from engine.server.pipelines import NOT_IMPLEMENTED
+        from engine.pipelines.registry import PLANNED, operation_of
 
         if name in self._loaded:
             return
         folder = self.models / name
         if not (folder / MODEL_INDEX).is_file():
-            if ("generate", name) in NOT_IMPLEMENTED:
-                raise RequestRefused("not_implemented", NOT_IMPLEMENTED["generate", name])
+            if name in PLANNED:
+                raise RequestRefused("not_implemented", PLANNED[name])
             raise RequestRefused("model_unavailable", f"no model bundle {folder} for the "
                                  f"pipeline {name!r}")
         try:
@@ -115,7 +114,7 @@ def compute_row(pipelines: PipelineSet, job: RowJob, worker: str = "",
     """Run one row; a failure the row's input or settings cause comes back as its code and
     message, anything else as pipeline_failed, and the batch goes on either way. A set `stop`
     ends the row early with BatchStopped."""
-    from engine.server.validation import decode_image
+    from engine.render.image_prep import decode_image
 
     def check_cancelled() -> None:
         if stop is not None and stop.is_set():

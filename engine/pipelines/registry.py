@@ -20,6 +20,11 @@ PIPELINES = {
 }
 
 
+# Generation pipelines the design calls for that this engine does not have yet, by name:
+# a request naming one is told so (the server's not_implemented, a batch row's code).
+PLANNED = {"unipart": "UniPart generation is not part of this engine yet; use the 'partrag' "
+                      "pipeline"}
+
 # _class_name -> (module, class) of the part editor that runs on such a bundle's networks
 EDITORS = {
     "PartRAGPipeline": ("engine.pipelines.editor", "PartEditor"),

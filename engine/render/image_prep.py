@@ -5,10 +5,14 @@ the same function, so the DiT sees objects framed the same way whatever the user
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
-from bridge.errors import RequestRefused
+from bridge.errors import ProtocolError, RequestRefused
+from bridge.protocol import MAX_IMAGE_SIDE
 
 MARGIN = 0.1  # padding on each side, as a fraction of the object's longer side
 BACKGROUND_TOLERANCE = 24  # max per-channel distance from the border colour
@@ -191,3 +195,46 @@ def frame_object(rgba: np.ndarray, mask: np.ndarray | None = None,
         framed_mask = np.full((side, side), 255, mask.dtype)
         framed_mask[oy:oy + bottom - top, ox:ox + right - left] = mask[top:bottom, left:right]
     return out, framed_mask
+
+
+# ---- image files as requests carry them (the server's validation and the batch rows)
+
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+
+
+def decode_image(value) -> np.ndarray:
+    """RGBA uint8 (H, W, 4) from encoded PNG/JPEG/WebP bytes or a uint8 (H, W, 3|4) array.
+
+    The size is checked from the file header before any pixel is decoded, so a huge
+    image costs nothing.
+    """
+    if isinstance(value, bytes):
+        try:
+            image = Image.open(io.BytesIO(value), formats=IMAGE_FORMATS)
+        except Image.DecompressionBombError as error:  # far beyond MAX_IMAGE_SIDE
+            raise ProtocolError("image_too_large", f"{error}; each side must be at most "
+                                f"{MAX_IMAGE_SIDE} pixels (resize it first)")
+        except Exception:  # PIL raises several types for unreadable headers
+            raise ProtocolError("invalid_image", "image is not a readable PNG, JPEG or WebP file")
+        _check_size(*image.size)
+        try:
+            image.load()
+            return np.asarray(image.convert("RGBA"))
+        except Exception as error:  # truncated or corrupt pixel data
+            raise ProtocolError("invalid_image", f"image data could not be decoded ({error})")
+    if value.dtype != np.uint8 or value.ndim != 3 or value.shape[2] not in (3, 4):
+        raise ProtocolError("array_mismatch", "image must be encoded PNG/JPEG/WebP bytes or "
+                            f"a uint8 (H, W, 3|4) array, got {value.dtype} {value.shape}")
+    _check_size(value.shape[1], value.shape[0])
+    if value.shape[2] == 4:
+        return value
+    alpha = np.full(value.shape[:2] + (1,), 255, np.uint8)
+    return np.concatenate([value, alpha], axis=2)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ProtocolError("invalid_image", f"image is empty ({width}x{height})")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise ProtocolError("image_too_large", f"image is {width}x{height}; each side must be "
+                            f"at most {MAX_IMAGE_SIDE} pixels (resize it first)")

@@ -197,7 +197,8 @@ class LibraryWriter:
                 "counts": {"assets": len(self.assets), "parts": int(sum(self.part_counts))},
                 **self.extra, "assets": self.assets}
         write_json_atomic(self.folder / INDEX_NAME, info)
-        for pattern, keep in (("arrays-*.safetensors", arrays_name), ("images-*.bin", images_name)):
+        for pattern, keep in (("arrays-*.safetensors", arrays_name), ("images-*.bin", images_name),
+                              ("index-*.faiss", None)):  # search indexes of the old content
             for stale in self.folder.glob(pattern):
                 if stale.name != keep:
                     stale.unlink()

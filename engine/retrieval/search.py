@@ -114,7 +114,8 @@ class Searcher:
 
     def index(self, level: str) -> VectorIndex:
         if level not in self._indexes:
-            self._indexes[level] = VectorIndex(self.vectors(level), self.exact_limit)
+            self._indexes[level] = VectorIndex(self.vectors(level), self.exact_limit,
+                                               keep_in=self.library.folder)
         return self._indexes[level]
 
     def _hits(self, level: str, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from bridge.errors import ProtocolError
 from bridge.protocol import Result
+from engine.pipelines.registry import PLANNED
 
 # The pipelines the design calls for, and where their bundles are installed: a request
 # naming one of these that is not registered gets "not installed", not "unknown".
@@ -32,12 +33,8 @@ EXPECTED = {
     ("library.asset", "library"): "models/library",
 }
 # Designed but not built yet: a request for one is told so, whatever is installed.
-NOT_IMPLEMENTED = {
-    ("generate", "unipart"): "UniPart generation is not part of this engine yet; use the "
-                             "'partrag' pipeline",
-    ("batch", "unipart"): "UniPart generation is not part of this engine yet; use the "
-                          "'partrag' pipeline",
-}
+NOT_IMPLEMENTED = {(operation, name): message for name, message in PLANNED.items()
+                   for operation in ("generate", "batch")}
 LIBRARY = "library"  # library requests name no pipeline; they go to this one
 
 
