@@ -167,7 +167,7 @@ def add_package_commands(subparsers) -> None:
     from engine.models import parity
     from engine.pipelines import cli as generate_cli, edit_cli
     from engine.retrieval import cli as library_cli
-    from engine.training import cli as train_cli, dit_cli
+    from engine.training import cli as train_cli, dit_cli, unipart_cli
 
     for register in (data_cli.register, demo.add_demo, parity.add_parity):
         register(subparsers)
@@ -175,6 +175,7 @@ def add_package_commands(subparsers) -> None:
     sub = train.add_subparsers(dest="train_command", required=True)
     dit_cli.register(sub)
     train_cli.register(sub)
+    unipart_cli.register(sub)
     for register in (eval_cli.register, library_cli.register, generate_cli.register,
                      edit_cli.register, batch_cli.register):
         register(subparsers)

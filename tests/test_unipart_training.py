@@ -1,0 +1,107 @@
+"""UniPart's training side: the latent cache (Z with its per-latent parts, parts in the
+global and the normalised canonical space) and both DiT stages trained and exported through
+`python -m engine train unipart` on a tiny dataset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.cli import main
+from engine.data.dataset import load_asset
+from engine.models.dual_lane_dit import DualLaneDiT
+from engine.models.geomseg_vae import GeomSegVAE
+from engine.models.vecset_vae import VecSetVAE
+from engine.training.unipart import SCALES_NAME, Scales, UniPartExamples
+from engine.training.unipart_data import build_unipart_cache, load_unipart, ncs_frame
+from partrag_world import SPLITS, fake_views, tiny_vae_folder
+from tiny_dataset import write_dataset
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unipart")
+    data = write_dataset(root / "data", SPLITS, draw_views=lambda asset, seed: fake_views(asset))
+    vae = tiny_vae_folder(root / "vae")
+    torch.manual_seed(1)
+    GeomSegVAE.from_vecset(VecSetVAE.from_pretrained(vae), num_tokens=8).save_pretrained(
+        root / "geomseg")
+    return {"root": root, "data": data, "vae": vae, "geomseg": root / "geomseg"}
+
+
+def test_ncs_frame_maps_a_part_to_its_own_canonical_box():
+    rng = np.random.default_rng(0)
+    leg = rng.uniform([-0.02, 0.0, -0.02], [0.02, 0.8, 0.02], (50, 3)) + [0.5, -0.3, 0.1]
+    centre, half = ncs_frame(leg)
+    normalised = (leg - centre) / half
+    assert np.isclose((normalised.max(0) - normalised.min(0)).max(), 2.0)
+    np.testing.assert_allclose((normalised.max(0) + normalised.min(0)) / 2, 0.0, atol=1e-12)
+    np.testing.assert_allclose(normalised * half + centre, leg)
+
+
+def test_cache_holds_the_whole_latent_its_parts_and_both_spaces(world):
+    paths = build_unipart_cache(world["data"], world["root"] / "cache", "train",
+                                world["geomseg"], world["vae"], progress=False)
+    assert len(paths) == len(SPLITS["train"])
+    vae = VecSetVAE.from_pretrained(world["vae"])
+    tokens, channels = vae.encode_tokens, vae.config.latent_channels
+    for path in paths:
+        asset = load_asset(world["data"] / "train" / path.stem)
+        with np.load(path) as a:
+            n = len(asset.parts)
+            assert a["gcs"].shape == a["ncs"].shape == (n, tokens, channels)
+            assert a["z"].shape[-1] == channels and a["z_parts"].shape == a["z"].shape[:1]
+            assert set(np.unique(a["z_parts"])) <= set(range(n))
+            for part, box in zip(asset.parts, a["boxes"]):
+                centre, half = ncs_frame(part.object_vertices())
+                np.testing.assert_allclose(box, [*centre, half], rtol=1e-5, atol=1e-6)
+            # the two spaces differ wherever a part is not already its own canonical box
+            assert not np.array_equal(a["gcs"], a["ncs"])
+    again = build_unipart_cache(world["data"], world["root"] / "cache", "train",
+                                world["geomseg"], world["vae"], progress=False)
+    assert again == paths
+
+
+def test_part_batches_pair_both_spaces_of_one_part_with_its_segment(world):
+    from engine.training.dit_data import build_latent_cache
+
+    dit = build_latent_cache(world["data"], world["root"] / "dit", "train", world["vae"],
+                             "efficientnet-lite0", progress=False)
+    unipart = build_unipart_cache(world["data"], world["root"] / "cache", "train",
+                                  world["geomseg"], world["vae"], progress=False)
+    objects = load_unipart(unipart, dit)
+    scales = Scales.fit(objects)
+    batch = UniPartExamples(objects, scales).part_batch(np.random.default_rng(0), 3)
+    assert batch["latents"].shape[0] == 6 and batch["counts"].tolist() == [2, 2, 2]
+    assert batch["segment"].shape[:2] == (3, objects[0].z.shape[0])
+    gcs = scales.gcs.denormalise(batch["latents"][0::2]).numpy()
+    ncs = scales.ncs.denormalise(batch["latents"][1::2]).numpy()
+    for j in range(3):  # each pair: one part's two spaces, and that part's latents flagged
+        (i, k), = [(i, k) for i, o in enumerate(objects) for k in range(o.num_parts)
+                   if np.allclose(o.gcs[k].astype(np.float32), gcs[j], atol=1e-5)]
+        np.testing.assert_allclose(objects[i].ncs[k].astype(np.float32), ncs[j], atol=1e-5)
+        np.testing.assert_array_equal(batch["segment"][j, :, -1].numpy(),
+                                      objects[i].z_parts == k)
+    whole = UniPartExamples(objects, scales).whole_batch(np.random.default_rng(0), 4)
+    assert whole["latents"].shape == (4, *objects[0].z.shape)
+    assert whole["counts"].tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="not the same object"):
+        load_unipart(unipart[:2], dit[1:3])
+
+
+@pytest.mark.parametrize("stage, lanes", [("whole", 1), ("part", 2)])
+def test_train_unipart_stage_exports_its_networks(world, tmp_path, stage, lanes, capsys):
+    export = tmp_path / stage
+    assert main(["train", "unipart", "--stage", stage, "--data", str(world["data"]),
+                 "--out", str(tmp_path / "run"), "--config", "tiny", "--geomseg",
+                 str(world["geomseg"]), "--vae", str(world["vae"]), "--cache",
+                 str(world["root"] / "cache"), "--dit-cache", str(world["root"] / "dit"),
+                 "--export", str(export), "--device", "cpu"]) == 0
+    assert f"UniPart {stage} DiT: 4 steps" in capsys.readouterr().out
+    transformer = DualLaneDiT.from_pretrained(export / "transformer")
+    assert transformer.config.max_num_parts == lanes
+    scales = json.loads((export / SCALES_NAME).read_text())
+    assert set(scales) == {"z", "gcs", "ncs"}
+    Scales.from_config(scales)  # loads back
+    assert (export / "segment").is_dir() == (stage == "part")
