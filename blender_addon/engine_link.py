@@ -201,7 +201,6 @@ def describe(error: EngineError) -> str:
         "model_unavailable": f"The engine has no model for this: {error.message}",
         "no_foreground": f"No object found in the reference image: {error.message}",
         "invalid_part_count": f"Choose another part count: {error.message}",
-        "not_implemented": f"Not available yet: {error.message}",
         "cancelled": "Generation cancelled.",
     }
     return messages.get(error.code, f"{error.message} ({error.code})")

@@ -196,8 +196,8 @@ def test_cli_refuses_what_it_cannot_run(images, tmp_path, capsys):
     assert main(["batch", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["batch", str(images), "--out", str(tmp_path / "o"), "--pipeline",
-                 "unipart"]) == 2
-    assert "UniPart generation is not part of this engine yet" in capsys.readouterr().err
+                 "unipart", "--models", str(tmp_path / "no_models")]) == 2
+    assert "no model bundle" in capsys.readouterr().err
     assert main(["batch", str(images), "--out", str(tmp_path / "o"), "--pipeline",
                  "nope"]) == 2
     assert "no model bundle" in capsys.readouterr().err

@@ -330,7 +330,7 @@ BAD_INPUTS = {
     "top_k_too_large": (lambda: encode(valid_generate(top_k=1000)), "invalid_field"),
     "unknown_body_field": (lambda: encode(valid_generate(partz=6)), "unexpected_field"),
     "unknown_pipeline": (lambda: encode(valid_generate(pipeline="nope")), "unknown_pipeline"),
-    "unbuilt_pipeline": (lambda: encode(valid_generate(pipeline="unipart")), "not_implemented"),
+    "uninstalled_pipeline": (lambda: encode(valid_generate(pipeline="unipart")), "model_unavailable"),
     "cancel_unknown_job": (lambda: encode(Message("cancel", "no-such-job")), "unknown_job"),
     "status_with_body": (lambda: encode(Message("status", "s", {"verbose": True})), "unexpected_field"),
     # edits

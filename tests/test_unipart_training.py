@@ -13,7 +13,8 @@ from engine.data.dataset import load_asset
 from engine.models.dual_lane_dit import DualLaneDiT
 from engine.models.geomseg_vae import GeomSegVAE
 from engine.models.vecset_vae import VecSetVAE
-from engine.training.unipart import SCALES_NAME, Scales, UniPartExamples
+from engine.models.unipart_context import SCALES_NAME, Scales
+from engine.training.unipart import UniPartExamples, fit_scales
 from engine.training.unipart_data import build_unipart_cache, load_unipart, ncs_frame
 from partrag_world import SPLITS, fake_views, tiny_vae_folder
 from tiny_dataset import write_dataset
@@ -71,7 +72,7 @@ def test_part_batches_pair_both_spaces_of_one_part_with_its_segment(world):
     unipart = build_unipart_cache(world["data"], world["root"] / "cache", "train",
                                   world["geomseg"], world["vae"], progress=False)
     objects = load_unipart(unipart, dit)
-    scales = Scales.fit(objects)
+    scales = fit_scales(objects)
     batch = UniPartExamples(objects, scales).part_batch(np.random.default_rng(0), 3)
     assert batch["latents"].shape[0] == 6 and batch["counts"].tolist() == [2, 2, 2]
     assert batch["segment"].shape[:2] == (3, objects[0].z.shape[0])
@@ -90,18 +91,76 @@ def test_part_batches_pair_both_spaces_of_one_part_with_its_segment(world):
         load_unipart(unipart[:2], dit[1:3])
 
 
-@pytest.mark.parametrize("stage, lanes", [("whole", 1), ("part", 2)])
-def test_train_unipart_stage_exports_its_networks(world, tmp_path, stage, lanes, capsys):
-    export = tmp_path / stage
-    assert main(["train", "unipart", "--stage", stage, "--data", str(world["data"]),
-                 "--out", str(tmp_path / "run"), "--config", "tiny", "--geomseg",
-                 str(world["geomseg"]), "--vae", str(world["vae"]), "--cache",
-                 str(world["root"] / "cache"), "--dit-cache", str(world["root"] / "dit"),
-                 "--export", str(export), "--device", "cpu"]) == 0
-    assert f"UniPart {stage} DiT: 4 steps" in capsys.readouterr().out
-    transformer = DualLaneDiT.from_pretrained(export / "transformer")
-    assert transformer.config.max_num_parts == lanes
-    scales = json.loads((export / SCALES_NAME).read_text())
-    assert set(scales) == {"z", "gcs", "ncs"}
-    Scales.from_config(scales)  # loads back
-    assert (export / "segment").is_dir() == (stage == "part")
+def test_train_whole_stage_exports_its_dit_and_the_part_stage_needs_it(world, tmp_path,
+                                                                        capsys):
+    common = ["--data", str(world["data"]), "--out", str(tmp_path / "run"), "--config", "tiny",
+              "--geomseg", str(world["geomseg"]), "--vae", str(world["vae"]), "--cache",
+              str(world["root"] / "cache"), "--dit-cache", str(world["root"] / "dit"),
+              "--device", "cpu"]
+    export = tmp_path / "whole"
+    assert main(["train", "unipart", "--stage", "whole", "--export", str(export), *common]) == 0
+    assert "UniPart whole DiT: 4 steps" in capsys.readouterr().out
+    assert DualLaneDiT.from_pretrained(export / "transformer").config.max_num_parts == 1
+    assert set(json.loads((export / SCALES_NAME).read_text())) == {"z", "gcs", "ncs"}
+    assert not Scales.load(export / SCALES_NAME).ncs.identity
+    assert main(["train", "unipart", "--stage", "part", "--export", str(tmp_path / "b"),
+                 *common]) == 2
+    assert "--whole" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bundle(world, tmp_path_factory):
+    """A tiny UniPart bundle: both stages trained 4 steps, the part stage exporting it."""
+    root = tmp_path_factory.mktemp("unipart_bundle")
+    common = ["--data", str(world["data"]), "--config", "tiny", "--geomseg",
+              str(world["geomseg"]), "--vae", str(world["vae"]), "--cache",
+              str(world["root"] / "cache"), "--dit-cache", str(world["root"] / "dit"),
+              "--device", "cpu"]
+    assert main(["train", "unipart", "--stage", "whole", "--out", str(root / "whole_run"),
+                 "--export", str(root / "whole"), *common]) == 0
+    assert main(["train", "unipart", "--stage", "part", "--out", str(root / "part_run"),
+                 "--whole", str(root / "whole"), "--export", str(root / "models" / "unipart"),
+                 *common]) == 0
+    return root / "models" / "unipart"
+
+
+def test_unipart_pipeline_makes_the_asked_or_found_number_of_parts(world, bundle):
+    from engine.pipelines.decode import ExtractSettings
+    from engine.pipelines.registry import load_pipeline
+    from engine.pipelines.unipart import UniPartPipeline
+    from partrag_world import reference_image
+
+    pipeline = load_pipeline(bundle, extract=ExtractSettings(resolution=32, coarse_resolution=8))
+    assert type(pipeline) is UniPartPipeline
+    image = reference_image(world)
+    stages = []
+    three = pipeline(image, 3, steps=2, seed=1, progress=lambda s, f: stages.append((s, f)))
+    assert [p.index for p in three.parts] == [0, 1, 2]
+    assert three.params["parts"] == 3 and not three.params["automatic_parts"]
+    fractions = [f for _, f in stages]
+    assert fractions == sorted(fractions) and stages[-1][1] == 1.0
+    assert [s for s, _ in stages][0] == "encode"
+    for part in three.parts:
+        assert part.vertices.dtype == np.float32 and len(part.faces)
+        assert np.allclose((part.vertices.min(0) + part.vertices.max(0)) / 2, 0, atol=1e-5)
+    again = pipeline(image, 3, steps=2, seed=1)
+    assert all(np.array_equal(a.vertices, b.vertices) for a, b in zip(three.parts, again.parts))
+    found = pipeline(image, None, steps=2, seed=1)
+    assert found.params["automatic_parts"]
+    assert len(found.parts) == found.params["parts"] == found.params["segments_found"]
+    with pytest.raises(ValueError, match="top-k"):
+        pipeline(image, 2, top_k=3)
+
+
+def test_segment_count_merges_and_splits_to_the_asked_number():
+    from engine.pipelines.unipart import segment_count
+
+    anchors = torch.tensor([[x, 0.0, 0.0] for x in range(8)], dtype=torch.float32)
+    found = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    assert segment_count(found, anchors, None).tolist() == found.tolist()
+    merged = segment_count(found, anchors, 2)
+    assert merged.max() == 1 and merged[:4].tolist() == [0, 0, 1, 1]
+    assert merged[4:].tolist() == [1, 1, 1, 1]  # parts 2 and 3 join the nearer kept part
+    split = segment_count(torch.zeros(8, dtype=torch.long), anchors, 3)
+    assert sorted(torch.bincount(split).tolist()) == [2, 2, 4]
+    assert segment_count(torch.zeros(2, dtype=torch.long), anchors[:2], 5).max() == 1

@@ -79,14 +79,12 @@ class PipelineSet:
     def check(self, name: str) -> None:
         """Refuse, with a code, a pipeline name this models folder cannot generate with."""
         from engine.pipelines.bundle import MODEL_INDEX
-        from engine.pipelines.registry import PLANNED, operation_of
+        from engine.pipelines.registry import operation_of
 
         if name in self._loaded:
             return
         folder = self.models / name
         if not (folder / MODEL_INDEX).is_file():
-            if name in PLANNED:
-                raise RequestRefused("not_implemented", PLANNED[name])
             raise RequestRefused("model_unavailable", f"no model bundle {folder} for the "
                                  f"pipeline {name!r}")
         try:

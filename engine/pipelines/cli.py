@@ -8,17 +8,18 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.pipelines.registry import DEFAULT_MODELS
-
-    parser = subparsers.add_parser("generate", help="reference image -> part meshes (PartRAG)")
+    parser = subparsers.add_parser("generate", help="reference image -> part meshes (PartRAG "
+                                   "or UniPart)")
     parser.add_argument("image", type=Path, help="PNG/JPEG/WebP; RGBA, or RGB on a uniform "
                         "background (removed unless --keep-background)")
     parser.add_argument("--parts", type=part_count, metavar="N|auto",
                         help="number of parts to generate (default auto: the nearest library "
                              "asset's)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODELS / "partrag",
-                        help="PartRAG bundle or public PartCrafter folder (default "
-                             "models/partrag)")
+    parser.add_argument("--pipeline", default="partrag",
+                        help="installed bundle to run: models/NAME (default partrag; unipart "
+                             "finds the part count itself)")
+    parser.add_argument("--model", type=Path, help="a bundle or public PartCrafter folder "
+                        "anywhere (default models/PIPELINE)")
     parser.add_argument("--top-k", type=int, help="retrieved exemplars (default 3, or 0 for a "
                         "folder without retrieval weights such as PartCrafter's; 0: none)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 12)")
@@ -92,11 +93,13 @@ def generate_files(image, out: Path, parts: int | None, *, model: Path, device: 
 
 def run_generate(args: argparse.Namespace) -> int:
     from engine.pipelines.decode import ExtractSettings
+    from engine.pipelines.registry import DEFAULT_MODELS
     from engine.render.image_prep import ImageError
 
-    if not (args.model / "transformer").is_dir():
-        print(f"no model at {args.model}: neither a PartRAG bundle (train one with `python -m "
-              f"engine train dit ... --export {args.model}`) nor a PartCrafter folder "
+    args.model = args.model or DEFAULT_MODELS / args.pipeline
+    if not ((args.model / "model_index.json").is_file() or (args.model / "transformer").is_dir()):
+        print(f"no model at {args.model}: neither a bundle (train one with `python -m engine "
+              f"train dit|unipart ... --export {args.model}`) nor a PartCrafter folder "
               f"(transformer/, vae/, scheduler/, image_encoder_dinov2/, ...)", file=sys.stderr)
         return 2
     try:

@@ -17,13 +17,9 @@ DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"  # where bundles
 PIPELINES = {
     "PartRAGPipeline": ("generate", "engine.pipelines.partrag", "PartRAGPipeline"),
     "PartCrafterPipeline": ("generate", "engine.pipelines.partrag", "PartRAGPipeline"),
+    "UniPartPipeline": ("generate", "engine.pipelines.unipart", "UniPartPipeline"),
 }
 
-
-# Generation pipelines the design calls for that this engine does not have yet, by name:
-# a request naming one is told so (the server's not_implemented, a batch row's code).
-PLANNED = {"unipart": "UniPart generation is not part of this engine yet; use the 'partrag' "
-                      "pipeline"}
 
 # _class_name -> (module, class) of the part editor that runs on such a bundle's networks
 EDITORS = {

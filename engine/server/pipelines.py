@@ -20,7 +20,6 @@ import numpy as np
 
 from bridge.errors import ProtocolError
 from bridge.protocol import Result
-from engine.pipelines.registry import PLANNED
 
 # The pipelines the design calls for, and where their bundles are installed: a request
 # naming one of these that is not registered gets "not installed", not "unknown".
@@ -29,12 +28,11 @@ EXPECTED = {
     ("edit", "partrag"): "models/partrag",
     ("candidates", "partrag"): "models/partrag",
     ("batch", "partrag"): "models/partrag",
+    ("generate", "unipart"): "models/unipart",
+    ("batch", "unipart"): "models/unipart",
     ("library.search", "library"): "models/library",
     ("library.asset", "library"): "models/library",
 }
-# Designed but not built yet: a request for one is told so, whatever is installed.
-NOT_IMPLEMENTED = {(operation, name): message for name, message in PLANNED.items()
-                   for operation in ("generate", "batch")}
 LIBRARY = "library"  # library requests name no pipeline; they go to this one
 
 
@@ -79,8 +77,6 @@ def lookup(operation: str, name: str) -> Pipeline:
     pipeline = _registry.get((operation, name))
     if pipeline is not None:
         return pipeline
-    if (operation, name) in NOT_IMPLEMENTED:
-        raise ProtocolError("not_implemented", NOT_IMPLEMENTED[operation, name])
     bundle = EXPECTED.get((operation, name))
     if bundle is not None:
         what = "part library" if name == "library" else f"model bundle for {name!r}"

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.attention import FP32LayerNorm
 from engine.models.dual_lane_dit import DualLaneDiT, DualLaneDiTConfig
-from engine.models.latent_scale import LatentScale
 from engine.models.rag_context import per_part_rows
+from engine.models.unipart_context import (SCALES_NAME, SegmentContext, SegmentContextConfig,
+                                           Scales)
 from engine.training import recipes
 from engine.training.flow_matching import (NUM_TRAIN_TIMESTEPS, flow_target,
                                            logit_normal_sigmas, noisy_latents, per_row)
@@ -43,6 +43,7 @@ SPACES = ("gcs", "ncs")  # the part DiT's lanes, in order
 class UniPartRecipe:
     model: dict  # DualLaneDiTConfig overrides (in_channels, cross_attention_dim from the data)
     condition_dropout: float = 0.1
+    guidance: float | None = None  # what the bundle's sampler declares (part stage's export)
     train: dict = field(default_factory=dict)  # TrainConfig overrides
 
     def train_config(self, **overrides) -> TrainConfig:
@@ -73,19 +74,6 @@ def load_recipe(name_or_path: str, stage: str) -> UniPartRecipe:
     return recipes.load_recipe(name_or_path, {name: r[stage] for name, r in RECIPES.items()})
 
 
-class SegmentContext(nn.Module):
-    """[Z, in-part flag] (…, L, d + 1) -> context tokens (…, L, width), layer-normed like
-    the image encoder's tokens they follow."""
-
-    def __init__(self, latent_channels: int, width: int):
-        super().__init__()
-        self.proj = nn.Linear(latent_channels + 1, width)
-        self.norm = FP32LayerNorm(width)
-
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(latents))
-
-
 class WholeModel(nn.Module):
     """What the whole stage trains: the DiT over Z."""
 
@@ -108,26 +96,10 @@ class PartModel(nn.Module):
         return torch.cat([batch["query"], self.segment(batch["segment"])], dim=1)
 
 
-@dataclass
-class Scales:
-    """Per-space standardisation: Z, X_gcs, X_ncs."""
-    z: LatentScale
-    gcs: LatentScale
-    ncs: LatentScale
-
-    @classmethod
-    def fit(cls, objects: list[UniPartObject]) -> Scales:
-        return cls(LatentScale.fit(np.stack([o.z for o in objects])),
-                   *(LatentScale.fit(np.concatenate([getattr(o, s) for o in objects]))
-                     for s in SPACES))
-
-    def config(self) -> dict:
-        return {name: getattr(self, name).config() for name in ("z", *SPACES)}
-
-    @classmethod
-    def from_config(cls, config: dict) -> Scales:
-        return cls(*(LatentScale(config[n]["latents_mean"], config[n]["latents_std"])
-                     for n in ("z", *SPACES)))
+def fit_scales(objects: list[UniPartObject]) -> Scales:
+    """Each space's statistics over the training objects."""
+    return Scales.fit(np.stack([o.z for o in objects]), *(
+        np.concatenate([getattr(o, space) for o in objects]) for space in SPACES))
 
 
 class UniPartExamples:
@@ -190,7 +162,7 @@ def make_model(stage: str, recipe: UniPartRecipe, latent_channels: int, token_di
     transformer = DualLaneDiT(config)
     if stage == "whole":
         return WholeModel(transformer)
-    return PartModel(transformer, SegmentContext(latent_channels, token_dim))
+    return PartModel(transformer, SegmentContext(SegmentContextConfig(latent_channels, token_dim)))
 
 
 def train_unipart(stage: str, train_objects: list[UniPartObject],
@@ -200,7 +172,7 @@ def train_unipart(stage: str, train_objects: list[UniPartObject],
     """Train one stage's DiT; returns the run's result (EMA weights in `.ema`) and the
     latent scales it trained under."""
     recipes.record_recipe(run_dir, {"stage": stage, **asdict(recipe)}, resume)
-    scales = Scales.fit(train_objects)
+    scales = fit_scales(train_objects)
     examples = {name: UniPartExamples(objs, scales)
                 for name, objs in (("train", train_objects), ("val", val_objects))}
     first = train_objects[0]
@@ -215,41 +187,52 @@ def train_unipart(stage: str, train_objects: list[UniPartObject],
     return result, scales
 
 
-SCALES_NAME = "latent_scales.json"
-
 
 def export_stage(stage: str, model, scales: Scales, folder: Path) -> dict:
-    """A stage's networks in float16: DIR/transformer/ (a public-layout dual-lane DiT folder),
-    DIR/segment/ for the part stage, and the latent scales it was trained under."""
+    """The whole stage's DiT in float16 (DIR/transformer/, a public-layout dual-lane DiT
+    folder) and the latent scales it was trained under."""
     import copy
-
-    from engine.files import write_json_atomic
-    from engine.models.checkpoint import save_folder
 
     folder = Path(folder)
     model = copy.deepcopy(model).cpu().eval().half()
     model.transformer.save_pretrained(folder / "transformer")
-    if stage == "part":
-        save_folder(model.segment, {"_class_name": "SegmentContext",
-                                    "latent_channels": model.segment.proj.in_features - 1,
-                                    "width": model.segment.proj.out_features},
-                    folder / "segment")
-    write_json_atomic(folder / SCALES_NAME, scales.config())
+    scales.save(folder / SCALES_NAME)
     return {"parameters": sum(p.numel() for p in model.parameters()),
             "megabytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20}
 
 
+def export_bundle(whole: Path, model: PartModel, scales: Scales, geomseg: Path,
+                  part_vae: Path, folder: Path, guidance: float | None = None) -> dict:
+    """The whole UniPart bundle (engine/pipelines/unipart.py's layout) from the whole stage's
+    export and the trained part stage."""
+    from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler
+    from engine.models.geomseg_vae import GeomSegVAE
+    from engine.models.vecset_vae import VecSetVAE
+    from engine.pipelines.unipart import UniPartPipeline
+
+    sampler = FlowSampler(**({} if guidance is None else {GUIDANCE_KEY: guidance}))
+    UniPartPipeline(DualLaneDiT.from_pretrained(Path(whole) / "transformer"), model.transformer,
+                    model.segment, GeomSegVAE.from_pretrained(geomseg),
+                    VecSetVAE.from_pretrained(part_vae), sampler, scales).save_pretrained(folder)
+    return {"megabytes": sum(p.stat().st_size for p in Path(folder).rglob("*")
+                             if p.is_file()) / 2**20}
+
+
 def train_unipart_command(stage: str, data: Path, run_dir: Path, recipe: UniPartRecipe,
                           config: TrainConfig, *, geomseg: Path, part_vae: Path, cache: Path,
-                          dit_cache: Path, export: Path | None = None, device: str = "auto",
-                          resume: bool = False, limit: int | None = None,
+                          dit_cache: Path, whole: Path | None = None, export: Path | None = None,
+                          device: str = "auto", resume: bool = False, limit: int | None = None,
                           progress: bool = True) -> tuple[TrainResult, dict | None]:
     """Cache (image tokens in the DiT cache, latents in the UniPart cache), train one stage,
-    and export it when finished and asked."""
+    and export it when finished and asked: the whole stage's networks, or with the part
+    stage the whole bundle (the whole stage's export given as `whole`)."""
     from engine.retrieval import conditioning
     from engine.training import dit_data
     from engine.training.unipart_data import build_unipart_cache, load_unipart
 
+    if export is not None and stage == "part" and whole is None:
+        raise ValueError("the part stage exports the whole bundle: pass the whole stage's "
+                         "export (--whole DIR)")
     objects = {}
     for split in ("train", "val"):
         dit_paths = dit_data.build_latent_cache(data, dit_cache, split, part_vae,
@@ -261,5 +244,7 @@ def train_unipart_command(stage: str, data: Path, run_dir: Path, recipe: UniPart
                                    config, device, resume, progress)
     exported = None
     if export is not None and result.finished:
-        exported = export_stage(stage, result.ema, scales, export)
+        exported = (export_stage(stage, result.ema, scales, export) if stage == "whole" else
+                    export_bundle(whole, result.ema, scales, geomseg, part_vae, export,
+                                  recipe.guidance))
     return result, exported

@@ -31,19 +31,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "DATA/unipart_cache)")
     parser.add_argument("--dit-cache", type=Path, help="image-token cache shared with the "
                         "PartRAG DiT (default DATA/dit_cache)")
-    add_run_arguments(parser, "when finished, write the stage's networks here (e.g. "
-                      "data/models/unipart/whole)")
+    parser.add_argument("--whole", type=Path, metavar="DIR",
+                        help="part stage: the whole stage's export, bundled with the part DiT")
+    add_run_arguments(parser, "when finished, write the whole stage's networks here (e.g. "
+                      "data/models/unipart/whole), or with the part stage the bundle (e.g. "
+                      "models/unipart)")
     parser.set_defaults(run=run_train_unipart)
 
 
 def run_train_unipart(args: argparse.Namespace) -> int:
+    import sys
+
     from engine.training.unipart import load_recipe, train_unipart_command
 
+    if args.stage == "part" and args.export and not args.whole:
+        print("train unipart: the part stage exports the whole bundle; pass the whole stage's "
+              "export with --whole DIR", file=sys.stderr)
+        return 2
     return run_exported(
         args, lambda name: load_recipe(name, args.stage),
         lambda recipe, config: train_unipart_command(
             args.stage, args.data, args.out, recipe, config, geomseg=args.geomseg,
             part_vae=args.vae, cache=args.cache or args.data / "unipart_cache",
-            dit_cache=args.dit_cache or args.data / "dit_cache", export=args.export,
+            dit_cache=args.dit_cache or args.data / "dit_cache", whole=args.whole,
+            export=args.export,
             device=args.device, resume=args.resume, limit=args.limit),
         f"UniPart {args.stage} DiT")
