@@ -164,3 +164,21 @@ def test_segment_count_merges_and_splits_to_the_asked_number():
     split = segment_count(torch.zeros(8, dtype=torch.long), anchors, 3)
     assert sorted(torch.bincount(split).tolist()) == [2, 2, 4]
     assert segment_count(torch.zeros(2, dtype=torch.long), anchors[:2], 5).max() == 1
+
+
+def test_eval_unipart_prints_the_table_count_accuracy_and_draws_the_picture(world, bundle,
+                                                                            tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "unipart", "--data", str(world["data"]), "--model", str(bundle),
+                 "--partrag", str(tmp_path / "none"), "--limit", "1", "--steps", "1",
+                 "--samples", "2000", "--picture", "1", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    for row in ("UniPart (dual-space)", "UniPart, GCS only",
+                "UniPart, NCS placed by ground-truth boxes", "UniPart, automatic part count"):
+        assert f"| {row} |" in text
+    assert "Automatic part count over 1 objects" in text
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["count"]["within_one"] <= 1.0
+    assert all(r["chamfer"] >= 0 and 0 <= r["f05"] <= r["f10"] <= 1 for r in results["table"])
+    assert (out / "unipart.png").is_file()

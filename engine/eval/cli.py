@@ -17,8 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="eval_command", required=True)
     from engine.eval.editing_cli import add_editing
     from engine.eval.generation_cli import add_diagnose, add_generation
+    from engine.eval.unipart_cli import add_unipart
 
     add_generation(sub)
+    add_unipart(sub)
     add_diagnose(sub)
     add_editing(sub)
     vae = sub.add_parser("vae", help="part VAE reconstruction (CD, F-Score) and Geom-Seg figures")

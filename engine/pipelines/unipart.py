@@ -19,7 +19,7 @@ latent_scales.json (per-channel standardisation of Z, X_gcs and X_ncs).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -88,6 +88,19 @@ def compose(gcs: PartMesh, ncs: PartMesh) -> PartMesh:
     return replace(gcs, vertices=(ncs.vertices * scale).astype(np.float32), faces=ncs.faces,
                    pieces=ncs.pieces, debris_removed=ncs.debris_removed,
                    raw_debris=ncs.raw_debris)
+
+
+@dataclass
+class SampledLatents:
+    z: torch.Tensor  # (L, d) the whole object's Geom-Seg latent
+    segments: torch.Tensor  # (L,) part index per latent
+    found: int  # parts the segmentation found before `segment_count`
+    gcs: torch.Tensor  # (parts, L, d) object frame, as the part VAE decodes them
+    ncs: torch.Tensor  # (parts, L, d) each part's normalised box
+
+    @property
+    def count(self) -> int:
+        return len(self.gcs)
 
 
 class UniPartPipeline:
@@ -169,8 +182,29 @@ class UniPartPipeline:
         cancel = check_cancelled or (lambda: None)
         span = lambda stage, f: report(stage, STAGES[stage][0] + f * (STAGES[stage][1] - STAGES[stage][0]))
         watch, started = Stopwatch(self.device), time.perf_counter()
-        generator = torch.Generator("cpu").manual_seed(seed)
+        sampled = self.latents(image, parts, steps, guidance, seed, remove_background, watch,
+                               span, cancel)
+        gcs, ncs, count = sampled.gcs, sampled.ncs, sampled.count
+        with watch.stage("decode"):
+            meshes = self.decode(gcs, ncs, lambda f: span("decode", f), cancel)
+        labels = self.labels(gcs)
+        latents = gcs.float().cpu().numpy()
+        out = [m.as_part(label, i, latents[i]) for i, (m, label) in enumerate(zip(meshes, labels))]
+        timings = {**watch.seconds, "total": time.perf_counter() - started}
+        return Generation(out, [m.report() for m in meshes], [], timings,
+                          {"parts": count, "automatic_parts": parts is None,
+                           "segments_found": sampled.found, "steps": steps,
+                           "guidance": guidance, "seed": seed, "model": self.name}, image)
 
+    @torch.no_grad()
+    def latents(self, image: np.ndarray, parts: int | None, steps: int, guidance: float,
+                seed: int, remove_background: bool = True, watch: Stopwatch | None = None,
+                span=None, cancel=None) -> SampledLatents:
+        """Everything up to decoding: Ẑ, its segmentation and each part's two latents."""
+        watch = watch or Stopwatch(self.device)
+        span = span or (lambda stage, fraction: None)
+        cancel = cancel or (lambda: None)
+        generator = torch.Generator("cpu").manual_seed(seed)
         span("encode", 0.0)
         with watch.stage("encode"):
             framed, _ = frame_object(to_rgba(image, remove_background))
@@ -186,16 +220,7 @@ class UniPartPipeline:
         with watch.stage("parts"):
             gcs, ncs = self.sample_parts(tokens, z, segments, count, steps, guidance,
                                          generator, cancel, lambda f: span("parts", f))
-        with watch.stage("decode"):
-            meshes = self.decode(gcs, ncs, lambda f: span("decode", f), cancel)
-        labels = self.labels(gcs)
-        latents = gcs.float().cpu().numpy()
-        out = [m.as_part(label, i, latents[i]) for i, (m, label) in enumerate(zip(meshes, labels))]
-        timings = {**watch.seconds, "total": time.perf_counter() - started}
-        return Generation(out, [m.report() for m in meshes], [], timings,
-                          {"parts": count, "automatic_parts": parts is None,
-                           "segments_found": int(found.max()) + 1, "steps": steps,
-                           "guidance": guidance, "seed": seed, "model": self.name}, image)
+        return SampledLatents(z, segments, int(found.max()) + 1, gcs, ncs)
 
     def sample_whole(self, tokens, steps, guidance, generator, cancel, progress) -> torch.Tensor:
         """The whole object's Geom-Seg latent Ẑ (L, d), as the VAE decodes it."""
@@ -222,6 +247,7 @@ class UniPartPipeline:
                                 progress=lambda done, total: progress(done / total))
         return self.scales.gcs.denormalise(x[0::2]), self.scales.ncs.denormalise(x[1::2])
 
+    @torch.no_grad()
     def decode(self, gcs: torch.Tensor, ncs: torch.Tensor, progress, cancel) -> list[PartMesh]:
         """Each part's NCS mesh placed by its GCS mesh's box. Only the box of the GCS mesh is
         used, so it is extracted coarsely (BOX_RESOLUTION, no clean-up); a part whose NCS
