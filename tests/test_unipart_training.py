@@ -103,6 +103,8 @@ def test_train_whole_stage_exports_its_dit_and_the_part_stage_needs_it(world, tm
     assert DualLaneDiT.from_pretrained(export / "transformer").config.max_num_parts == 1
     assert set(json.loads((export / SCALES_NAME).read_text())) == {"z", "gcs", "ncs"}
     assert not Scales.load(export / SCALES_NAME).ncs.identity
+    record = json.loads((export / "training.json").read_text())
+    assert record["steps"] == 4 and record["objects"] == len(SPLITS["train"])
     assert main(["train", "unipart", "--stage", "part", "--export", str(tmp_path / "b"),
                  *common]) == 2
     assert "--whole" in capsys.readouterr().err
@@ -132,6 +134,9 @@ def test_unipart_pipeline_makes_the_asked_or_found_number_of_parts(world, bundle
 
     pipeline = load_pipeline(bundle, extract=ExtractSettings(resolution=32, coarse_resolution=8))
     assert type(pipeline) is UniPartPipeline
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "Whole-level DiT (whole/): 4 steps" in card and "Dual-space part DiT (part/): 4 steps" in card
+    assert "- Retrain: `python -m engine " in card
     image = reference_image(world)
     stages = []
     three = pipeline(image, 3, steps=2, seed=1, progress=lambda s, f: stages.append((s, f)))

@@ -17,6 +17,7 @@ per-channel statistics from the training split.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,10 +52,11 @@ class UniPartRecipe:
 
 
 RECIPES = {
-    # CPU defaults: the PartRAG DiT's size, ~1 h each on 2 cores.
+    # CPU defaults, ~15 and ~40 min on 2 cores; the part DiT is narrower so the bundle with
+    # both VAEs stays under 40 MB.
     "small": {stage: UniPartRecipe(
-        model=dict(num_attention_heads=4, width=256, num_layers=6, global_attn_block_ids=[0, 2, 4],
-                   max_num_parts=1 if stage == "whole" else 2),
+        model=dict(num_attention_heads=4, width=256 if stage == "whole" else 192, num_layers=6,
+                   global_attn_block_ids=[0, 2, 4], max_num_parts=1 if stage == "whole" else 2),
         train=dict(steps=1500, batch_size=8, lr=3e-4, warmup_steps=60, weight_decay=0.01,
                    betas=(0.9, 0.999), ema_decay=0.999, val_every=100, val_batches=2,
                    checkpoint_every=50)) for stage in STAGES},
@@ -188,23 +190,41 @@ def train_unipart(stage: str, train_objects: list[UniPartObject],
 
 
 
-def export_stage(stage: str, model, scales: Scales, folder: Path) -> dict:
+TRAINING_NAME = "training.json"  # how a stage was trained, for the bundle's model card
+
+
+def stage_record(stage: str, result: TrainResult, config: TrainConfig, objects: int,
+                 hardware: str) -> dict:
+    """What the model card says of one stage's training."""
+    from engine.training.model_card import retrain_command
+
+    return {"stage": stage, "steps": result.step, "batch": config.batch_size, "lr": config.lr,
+            "objects": objects, "minutes": result.log.get("seconds", 0.0) / 60,
+            "validation": result.val_summary, "hardware": hardware,
+            "command": retrain_command()}
+
+
+def export_stage(model, scales: Scales, folder: Path, record: dict) -> dict:
     """The whole stage's DiT in float16 (DIR/transformer/, a public-layout dual-lane DiT
-    folder) and the latent scales it was trained under."""
+    folder), the latent scales it was trained under and its training record."""
     import copy
+
+    from engine.files import write_json_atomic
 
     folder = Path(folder)
     model = copy.deepcopy(model).cpu().eval().half()
     model.transformer.save_pretrained(folder / "transformer")
     scales.save(folder / SCALES_NAME)
+    write_json_atomic(folder / TRAINING_NAME, record)
     return {"parameters": sum(p.numel() for p in model.parameters()),
             "megabytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20}
 
 
 def export_bundle(whole: Path, model: PartModel, scales: Scales, geomseg: Path,
-                  part_vae: Path, folder: Path, guidance: float | None = None) -> dict:
+                  part_vae: Path, folder: Path, record: dict,
+                  guidance: float | None = None) -> dict:
     """The whole UniPart bundle (engine/pipelines/unipart.py's layout) from the whole stage's
-    export and the trained part stage."""
+    export and the trained part stage, with its model card."""
     from engine.models.flow_sampler import GUIDANCE_KEY, FlowSampler
     from engine.models.geomseg_vae import GeomSegVAE
     from engine.models.vecset_vae import VecSetVAE
@@ -214,8 +234,28 @@ def export_bundle(whole: Path, model: PartModel, scales: Scales, geomseg: Path,
     UniPartPipeline(DualLaneDiT.from_pretrained(Path(whole) / "transformer"), model.transformer,
                     model.segment, GeomSegVAE.from_pretrained(geomseg),
                     VecSetVAE.from_pretrained(part_vae), sampler, scales).save_pretrained(folder)
-    return {"megabytes": sum(p.stat().st_size for p in Path(folder).rglob("*")
-                             if p.is_file()) / 2**20}
+    megabytes = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
+    write_bundle_card(folder, json.loads((Path(whole) / TRAINING_NAME).read_text()), record,
+                      geomseg, part_vae, megabytes)
+    return {"megabytes": megabytes}
+
+
+def write_bundle_card(folder: Path, whole: dict, part: dict, geomseg: Path, part_vae: Path,
+                      megabytes: float) -> None:
+    from engine.training.model_card import write_model_card
+
+    stage = lambda r: (f"{r['steps']} steps, batch {r['batch']}, lr {r['lr']}, "
+                       f"{r['minutes']:.0f} min on {r['hardware']}; final validation (EMA) "
+                       f"{r['validation']}")
+    write_model_card(folder, "UniPart generator (whole-level DiT + dual-space part DiT)", [
+        f"- Data: {part['objects']} training objects; whole objects encoded by the Geom-Seg "
+        f"VAE `{geomseg}` (copied to geomseg/), parts in both spaces by the part VAE "
+        f"`{part_vae}` (copied to vae/)",
+        f"- Whole-level DiT (whole/): {stage(whole)}; trained by `{whole['command']}`",
+        f"- Dual-space part DiT (part/): {stage(part)}",
+        f"- Size: {megabytes:.1f} MB (float16)",
+        "- Evaluate: `python -m engine eval unipart --split test` (results: docs/results.md)"],
+        part["command"])
 
 
 def train_unipart_command(stage: str, data: Path, run_dir: Path, recipe: UniPartRecipe,
@@ -244,7 +284,11 @@ def train_unipart_command(stage: str, data: Path, run_dir: Path, recipe: UniPart
                                    config, device, resume, progress)
     exported = None
     if export is not None and result.finished:
-        exported = (export_stage(stage, result.ema, scales, export) if stage == "whole" else
-                    export_bundle(whole, result.ema, scales, geomseg, part_vae, export,
+        from engine.device import describe_device, resolve_device
+
+        record = stage_record(stage, result, config, len(objects["train"]),
+                              describe_device(resolve_device(device)))
+        exported = (export_stage(result.ema, scales, export, record) if stage == "whole" else
+                    export_bundle(whole, result.ema, scales, geomseg, part_vae, export, record,
                                   recipe.guidance))
     return result, exported
