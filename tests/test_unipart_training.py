@@ -187,3 +187,22 @@ def test_eval_unipart_prints_the_table_count_accuracy_and_draws_the_picture(worl
     assert 0.0 <= results["count"]["within_one"] <= 1.0
     assert all(r["chamfer"] >= 0 and 0 <= r["f05"] <= r["f10"] <= 1 for r in results["table"])
     assert (out / "unipart.png").is_file()
+
+
+def test_generate_cli_runs_a_unipart_bundle(world, bundle, tmp_path, capsys):
+    from PIL import Image
+
+    from partrag_world import reference_image
+
+    image = tmp_path / "input.png"
+    Image.fromarray(reference_image(world)).save(image)
+    out = tmp_path / "out"
+    assert main(["generate", str(image), "--model", str(bundle), "--parts", "2", "--steps", "1",
+                 "--max-faces", "500", "--out", str(out)]) == 0
+    parts = json.loads((out / "parts.json").read_text())
+    assert len(parts["parts"]) == 2 and parts["params"]["model"] == str(bundle)
+    assert {"part_00.glb", "part_01.glb", "object.glb", "preview.png"} <= {
+        p.name for p in out.iterdir()}
+    assert main(["generate", str(image), "--pipeline", "unipart", "--out", str(out),
+                 "--model", str(tmp_path / "missing")]) == 2
+    assert "no model at" in capsys.readouterr().err

@@ -144,16 +144,25 @@ class GeomSegVAE(nn.Module):
     def from_pretrained(cls, folder: str | Path) -> GeomSegVAE:
         """Load a folder written by save_pretrained (`vae/` + `seg/`), in eval mode."""
         folder = Path(folder)
-        config, _ = split_config(read_config(folder / "seg"), GeomSegConfig)
-        model = cls(VecSetVAE.from_pretrained(folder / "vae"), config)
-        load_weights(model.additions(), folder / "seg")
+        return cls.with_additions(VecSetVAE.from_pretrained(folder / "vae"), folder / "seg")
+
+    @classmethod
+    def with_additions(cls, vae: VecSetVAE, folder: str | Path) -> GeomSegVAE:
+        """The additions saved in `folder` (a `seg/` folder) over `vae`, in eval mode. Latent
+        segmentation uses the additions alone, so a generator that only segments latents
+        may pass any VecSet VAE of the same sizes."""
+        config, _ = split_config(read_config(folder), GeomSegConfig)
+        model = cls(vae, config)
+        load_weights(model.additions(), folder)
         return model.eval()
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
         self.vae.save_pretrained(folder / "vae")
-        save_folder(self.additions(), {"_class_name": CLASS_NAME, **asdict(self.config)},
-                    folder / "seg")
+        self.save_additions(folder / "seg")
+
+    def save_additions(self, folder: str | Path) -> None:
+        save_folder(self.additions(), {"_class_name": CLASS_NAME, **asdict(self.config)}, folder)
 
     def additions(self) -> nn.ModuleDict:
         """The modules a plain VecSet VAE lacks (the `seg/` weights)."""

@@ -119,8 +119,7 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"generate: {error}", file=sys.stderr)
         return 2
     t = generation.timings
-    print(f"{len(generation.parts)} parts -> {args.out} in {t['total']:.2f} s (encode "
-          f"{t['encode']:.2f}, retrieve {t['retrieve']:.2f}, denoise {t['denoise']:.2f}, "
-          f"decode {t['decode']:.2f}); labels: "
-          + ", ".join(p.label for p in generation.parts))
+    stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in t.items() if stage != "total")
+    print(f"{len(generation.parts)} parts -> {args.out} in {t['total']:.2f} s ({stages}); "
+          f"labels: " + ", ".join(p.label for p in generation.parts))
     return 0

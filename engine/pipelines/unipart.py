@@ -12,7 +12,8 @@
           -> local meshes + translation transforms + labels (nearest library part) + mesh ids
 
 Bundle folder: model_index.json, whole/ (transformer/), part/ (transformer/, segment/),
-geomseg/ (the Geom-Seg VAE: vae/ + seg/), vae/ (the part VAE), scheduler/,
+segmenter/ (the Geom-Seg VAE's segmentation and anchor decoders, its `seg/` folder: latent
+segmentation needs nothing else of it), vae/ (the part VAE), scheduler/,
 latent_scales.json (per-channel standardisation of Z, X_gcs and X_ncs).
 """
 
@@ -43,7 +44,7 @@ from engine.retrieval.library import PartLibrary
 
 CLASS_NAME = "UniPartPipeline"
 COMPONENTS = {"whole": ("engine", "DualLaneDiT"), "part": ("engine", "DualLaneDiT"),
-              "geomseg": ("engine", "GeomSegVAE"), "vae": ("engine", "VecSetVAE"),
+              "segmenter": ("engine", "GeomSegVAE"), "vae": ("engine", "VecSetVAE"),
               "scheduler": ("engine", "FlowSampler")}
 DEFAULT_GUIDANCE = 3.0
 BOX_RESOLUTION = 64  # the GCS mesh only places the NCS one: its box is all that is used
@@ -137,11 +138,11 @@ class UniPartPipeline:
         if index[CLASS_KEY] not in cls.class_names:
             raise ValueError(f"{folder} holds a {index[CLASS_KEY]}, not a {CLASS_NAME}")
         library = library or installed_library(folder)
+        vae = VecSetVAE.from_pretrained(folder / "vae")
         return cls(DualLaneDiT.from_pretrained(folder / "whole" / "transformer"),
                    DualLaneDiT.from_pretrained(folder / "part" / "transformer"),
                    SegmentContext.from_pretrained(folder / "part" / "segment"),
-                   GeomSegVAE.from_pretrained(folder / "geomseg"),
-                   VecSetVAE.from_pretrained(folder / "vae"),
+                   GeomSegVAE.with_additions(vae, folder / "segmenter"), vae,
                    FlowSampler.from_pretrained(folder / "scheduler"),
                    Scales.load(folder / SCALES_NAME),
                    device=device, extract=extract,
@@ -224,7 +225,7 @@ class UniPartPipeline:
 
     def sample_whole(self, tokens, steps, guidance, generator, cancel, progress) -> torch.Tensor:
         """The whole object's Geom-Seg latent Ẑ (L, d), as the VAE decodes it."""
-        shape = (1, self.geomseg.vae.encode_tokens, self.whole.config.in_channels)
+        shape = (1, self.vae.encode_tokens, self.whole.config.in_channels)
         noise = initial_noise(shape, generator=generator, device=self.device)
         z = self.sampler.sample(self.whole, noise, tokens, torch.tensor([1]), steps=steps,
                                 guidance=guidance, check_cancelled=cancel,
@@ -281,7 +282,7 @@ class UniPartPipeline:
         copy.deepcopy(self.whole).cpu().half().save_pretrained(folder / "whole" / "transformer")
         copy.deepcopy(self.part).cpu().half().save_pretrained(folder / "part" / "transformer")
         copy.deepcopy(self.segment).cpu().half().save_pretrained(folder / "part" / "segment")
-        copy.deepcopy(self.geomseg).cpu().half().save_pretrained(folder / "geomseg")
+        copy.deepcopy(self.geomseg).cpu().half().save_additions(folder / "segmenter")
         copy.deepcopy(self.vae).cpu().half().save_pretrained(folder / "vae")
         self.sampler.save_pretrained(folder / "scheduler")
         self.scales.save(folder / SCALES_NAME)

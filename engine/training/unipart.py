@@ -249,8 +249,8 @@ def write_bundle_card(folder: Path, whole: dict, part: dict, geomseg: Path, part
                        f"{r['validation']}")
     write_model_card(folder, "UniPart generator (whole-level DiT + dual-space part DiT)", [
         f"- Data: {part['objects']} training objects; whole objects encoded by the Geom-Seg "
-        f"VAE `{geomseg}` (copied to geomseg/), parts in both spaces by the part VAE "
-        f"`{part_vae}` (copied to vae/)",
+        f"VAE `{geomseg}` (its segmentation and anchor decoders copied to segmenter/), parts "
+        f"in both spaces by the part VAE `{part_vae}` (copied to vae/)",
         f"- Whole-level DiT (whole/): {stage(whole)}; trained by `{whole['command']}`",
         f"- Dual-space part DiT (part/): {stage(part)}",
         f"- Size: {megabytes:.1f} MB (float16)",

@@ -99,6 +99,10 @@ def build_unipart_cache(data: Path, cache: Path, split: str, geomseg_folder: Pat
     if todo:
         geomseg = GeomSegVAE.from_pretrained(geomseg_folder).float()
         part_vae = VecSetVAE.from_pretrained(part_vae_folder).float().eval()
+        sizes = {(v.encode_tokens, v.config.latent_channels) for v in (geomseg.vae, part_vae)}
+        if len(sizes) != 1:
+            raise ValueError(f"the Geom-Seg VAE and the part VAE must share L and d (UniPart's "
+                             f"bundle has one VAE config for both), got {sorted(sizes)}")
         for name, path in tqdm(todo, desc=f"UniPart cache {split}", unit="obj",
                                disable=not progress):
             save_npz(path, cache_object(data / split / name, geomseg, part_vae))
