@@ -67,8 +67,8 @@ def run_batch(rows: list[Row], out: Path, executor, *, retry_failed: bool = Fals
               blend: bool = False, progress: Callable[[int, int, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
               show_progress: bool = True) -> BatchSummary:
-    """Run every row not finished before through `executor` and write the results into
-    `out`. `progress(done, total, message)` after every row (raising stops the run, as Ctrl+C
+    """Run every row not finished before through `executor` (closed at the end) and write
+    the results into `out`. `progress(done, total, message)` after every row (raising stops the run, as Ctrl+C
     does); `should_stop()` is polled while rows run. Ctrl+C stops the run like `should_stop`:
     rows written so far are recorded, and the summary says it stopped."""
     out = Path(out)
