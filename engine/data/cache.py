@@ -28,6 +28,14 @@ def check_options(cache: Path, wanted: dict) -> None:
         write_json_atomic(path, wanted)
 
 
+def object_files(cache: Path, split: str, names: list[str]) -> tuple[list[Path], list[tuple]]:
+    """Every named object's cache file in `cache`/`split` (the folder made), and the
+    (name, path) pairs not written yet: a rerun makes only those."""
+    (Path(cache) / split).mkdir(parents=True, exist_ok=True)
+    paths = [Path(cache) / split / f"{name}.npz" for name in names]
+    return paths, [(name, path) for name, path in zip(names, paths) if not path.is_file()]
+
+
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     """np.savez to `path`, atomically."""
     return write_atomic(path, lambda tmp: np.savez(tmp, **arrays))

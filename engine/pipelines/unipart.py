@@ -258,7 +258,7 @@ class UniPartPipeline:
         shapes = decode_parts(self.vae, ncs, self.extract, progress=progress,
                               check_cancelled=cancel)
         meshes = [compose(box, shape) for box, shape in zip(boxes, shapes)]
-        for i, (box, shape) in enumerate(zip(boxes, shapes)):
+        for i, shape in enumerate(shapes):
             if shape.empty:
                 meshes[i] = decode_parts(self.vae, gcs[i:i + 1], self.extract)[0]
             meshes[i].mesh_id = i

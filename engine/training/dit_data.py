@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from engine.data.cache import check_options, save_npz
+from engine.data.cache import check_options, object_files, save_npz
 from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
 from engine.models.latent_scale import LatentScale
@@ -83,10 +83,7 @@ def build_latent_cache(data: Path, cache: Path, split: str, vae_folder: Path,
     data, cache = Path(data), Path(cache)
     check_options(cache, {"version": CACHE_VERSION, "vae": str(Path(vae_folder).resolve()),
                           "encoder": encoder_spec})
-    (cache / split).mkdir(parents=True, exist_ok=True)
-    names = split_names(data, split)[:limit]
-    paths = [cache / split / f"{name}.npz" for name in names]
-    todo = [(name, path) for name, path in zip(names, paths) if not path.is_file()]
+    paths, todo = object_files(cache, split, split_names(data, split)[:limit])
     if todo:
         encoder = conditioning.load_encoder(encoder_spec, device)
         parts = conditioning.part_encoder(vae_folder, device)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.data.cache import check_options, save_npz
+from engine.data.cache import check_options, object_files, save_npz
 from engine.data.dataset import load_asset
 from engine.data.vae_data import object_seed, split_names
 from engine.geometry.metrics import sample_surface
@@ -92,10 +92,7 @@ def build_unipart_cache(data: Path, cache: Path, split: str, geomseg_folder: Pat
     check_options(cache, {"version": CACHE_VERSION,
                           "geomseg": str(Path(geomseg_folder).resolve()),
                           "part_vae": str(Path(part_vae_folder).resolve())})
-    (cache / split).mkdir(parents=True, exist_ok=True)
-    names = split_names(data, split)[:limit]
-    paths = [cache / split / f"{name}.npz" for name in names]
-    todo = [(name, path) for name, path in zip(names, paths) if not path.is_file()]
+    paths, todo = object_files(cache, split, split_names(data, split)[:limit])
     if todo:
         geomseg = GeomSegVAE.from_pretrained(geomseg_folder).float()
         part_vae = VecSetVAE.from_pretrained(part_vae_folder).float().eval()
