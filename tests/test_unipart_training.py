@@ -110,6 +110,30 @@ def test_train_whole_stage_exports_its_dit_and_the_part_stage_needs_it(world, tm
     assert "--whole" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("config, apart", [("no-global", True), ("small", False)])
+def test_no_global_recipe_keeps_the_two_spaces_apart(config, apart):
+    """The Eq. 5 ablation: without global blocks the GCS lane's velocity does not depend on
+    the NCS lane's latents (the default recipe's does)."""
+    from dataclasses import replace
+
+    from engine.models.rag_context import per_part_rows
+    from engine.training.unipart import load_recipe, make_model
+
+    recipe = load_recipe(config, "part")
+    recipe = replace(recipe, model={**recipe.model, "width": 16, "num_attention_heads": 2})
+    torch.manual_seed(0)
+    transformer = make_model("part", recipe, 8, 12).transformer.eval()
+    x, counts = torch.randn(2, 4, 8), torch.tensor([2])
+    context = per_part_rows(torch.randn(1, 3, 12), counts)
+    moved = x.clone()
+    moved[1] += 1.0  # only the NCS lane's latents change
+    with torch.no_grad():
+        before, after = (transformer(lane, 500.0, context, counts)
+                         for lane in (x, moved))
+    assert not torch.allclose(before[1], after[1])
+    assert torch.allclose(before[0], after[0], atol=1e-6) == apart
+
+
 @pytest.fixture(scope="module")
 def bundle(world, tmp_path_factory):
     """A tiny UniPart bundle: both stages trained 4 steps, the part stage exporting it."""
@@ -177,16 +201,24 @@ def test_eval_unipart_prints_the_table_count_accuracy_and_draws_the_picture(worl
     assert main(["eval", "unipart", "--data", str(world["data"]), "--model", str(bundle),
                  "--partrag", str(tmp_path / "none"), "--limit", "1", "--steps", "1",
                  "--samples", "2000", "--picture", "1", "--out", str(out),
+                 "--ablation", f"same bundle again={bundle}", "--geomseg",
+                 str(world["geomseg"]),
                  "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     for row in ("UniPart (dual-space)", "UniPart, GCS only",
-                "UniPart, NCS placed by ground-truth boxes", "UniPart, automatic part count"):
+                "UniPart, NCS placed by ground-truth boxes", "same bundle again",
+                "UniPart's Ẑ alone (one piece, Geom-Seg decoder)",
+                "UniPart, automatic part count"):
         assert f"| {row} |" in text
     assert "Automatic part count over 1 objects" in text
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["count"]["within_one"] <= 1.0
     assert all(r["chamfer"] >= 0 and 0 <= r["f05"] <= r["f10"] <= 1 for r in results["table"])
     assert (out / "unipart.png").is_file()
+    by_row = {r["row"]: r for r in results["table"]}
+    assert by_row["same bundle again"]["chamfer"] == by_row["UniPart (dual-space)"]["chamfer"]
+    assert main(["eval", "unipart", "--model", str(bundle), "--ablation", str(bundle)]) == 2
+    assert "NAME=BUNDLE" in capsys.readouterr().err
 
 
 def test_generate_cli_runs_a_unipart_bundle(world, bundle, tmp_path, capsys):

@@ -10,14 +10,21 @@ from engine.files import write_json_atomic, write_text_atomic
 
 def add_unipart(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("unipart", help="UniPart: CD, F@0.05/0.1 (best of 4 rotations), "
-                            "part IoU, ablations (GCS only, ground-truth boxes), automatic part "
-                            "count, beside PartRAG's default")
+                            "part IoU, ablations (GCS only, ground-truth boxes, no global "
+                            "attention, Ẑ alone), automatic part count, beside PartRAG's "
+                            "default")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--data", type=Path, default=Path("data/parts"), help="dataset folder")
     parser.add_argument("--model", type=Path, default=Path("models/unipart"),
                         help="UniPart bundle")
     parser.add_argument("--partrag", type=Path, default=Path("models/partrag"),
                         help="PartRAG bundle for the rows beside it (a missing folder: none)")
+    parser.add_argument("--ablation", action="append", default=[], metavar="NAME=BUNDLE",
+                        help="also score this UniPart bundle's dual-space output as row NAME "
+                             "(e.g. one trained with `--config no-global`); repeatable")
+    parser.add_argument("--geomseg", type=Path, default=Path("models/geomseg_vae"),
+                        help="Geom-Seg VAE that decodes Ẑ alone for its row (a missing folder: "
+                             "none)")
     parser.add_argument("--limit", type=int, help="first N objects of the split")
     parser.add_argument("--steps", type=int, default=12, help="denoising steps (both stages)")
     parser.add_argument("--guidance", type=float, help="guidance (default the bundle's)")
@@ -30,16 +37,29 @@ def add_unipart(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval_unipart(args: argparse.Namespace) -> int:
+    import sys
+
     from engine.device import resolve_device
     from engine.eval.unipart_eval import evaluate_unipart, markdown, summarise, write_picture
+    from engine.models.geomseg_vae import GeomSegVAE
     from engine.pipelines.registry import load_pipeline
 
     device = resolve_device(args.device)
     unipart = load_pipeline(args.model, device)
     partrag = load_pipeline(args.partrag, device) if args.partrag.is_dir() else None
     guidance = unipart.default_guidance if args.guidance is None else args.guidance
+    ablations = {}
+    for spec in args.ablation:
+        name, sep, folder = spec.rpartition("=")
+        if not sep or not name:
+            print(f"eval unipart: --ablation wants NAME=BUNDLE, got {spec!r}", file=sys.stderr)
+            return 2
+        ablations[name] = load_pipeline(Path(folder), device)
+    geomseg = (GeomSegVAE.from_pretrained(args.geomseg).float().to(device)
+               if args.geomseg.is_dir() else None)
     rows, kept = evaluate_unipart(unipart, partrag, args.data, args.split, args.steps, guidance,
-                                  args.limit, args.samples, args.picture)
+                                  args.limit, args.samples, args.picture, ablations=ablations,
+                                  geomseg=geomseg)
     table, count = summarise(rows)
     text = (f"UniPart `{args.model}` on `{args.data}` {args.split} ({table[0]['objects']} "
             f"objects, {args.steps} steps, guidance {guidance}, {args.samples:,} samples, best "

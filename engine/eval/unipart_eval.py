@@ -8,6 +8,11 @@ the raw parts and parts that decode to nothing. Rows, with the object's own part
 - GCS only: the GCS meshes themselves (no NCS branch);
 - NCS placed by ground-truth boxes: each generated part matched to a ground-truth part
   (Hungarian on box centres) and placed at its box;
+- other bundles' dual-space rows, by name (ablations: e.g. a part DiT trained without
+  global attention, Eq. 5, or for fewer steps; with the same whole stage they see the same
+  Ẑ and segments);
+- Ẑ alone: the whole-level DiT's latent decoded by the Geom-Seg VAE as one piece, the
+  ceiling the part stage works under;
 - UniPart with the automatic part count (as many parts as the segmentation finds), which
   also gives the part-count accuracy (exact and within ±1);
 - PartRAG's default configuration and its retrieval-only baseline (the nearest asset).
@@ -34,9 +39,9 @@ from engine.geometry.pieces import mean_debris
 from engine.pipelines.decode import decode_parts
 from engine.pipelines.outputs import as_asset
 
-DUAL, GCS_ONLY, GT_BOXES, AUTOMATIC = ("UniPart (dual-space)", "UniPart, GCS only",
-                                       "UniPart, NCS placed by ground-truth boxes",
-                                       "UniPart, automatic part count")
+DUAL, GCS_ONLY, GT_BOXES, WHOLE_Z, AUTOMATIC = (
+    "UniPart (dual-space)", "UniPart, GCS only", "UniPart, NCS placed by ground-truth boxes",
+    "UniPart's Ẑ alone (one piece, Geom-Seg decoder)", "UniPart, automatic part count")
 PARTRAG = "PartRAG default"
 ROTATIONS = 4
 
@@ -96,9 +101,12 @@ def placed_at(meshes, generated_boxes: np.ndarray, gt_boxes: np.ndarray):
 @torch.no_grad()
 def evaluate_unipart(unipart, partrag, data: Path, split: str, steps: int, guidance: float,
                      limit: int | None = None, samples: int = 50_000, keep: int = 8,
-                     progress: bool = True) -> tuple[list[dict], list[tuple]]:
+                     progress: bool = True, ablations: dict | None = None,
+                     geomseg=None) -> tuple[list[dict], list[tuple]]:
     """Per-(object, row) results and, for the first `keep` objects, what the picture shows
-    (image, segmentation labels of Ẑ's anchors, dual-space parts)."""
+    (image, segmentation labels of Ẑ's anchors, dual-space parts). `ablations`: row name ->
+    another UniPart pipeline whose dual-space output is scored; `geomseg`: the Geom-Seg VAE
+    that decodes Ẑ alone (None: no such row)."""
     rows, kept = [], []
     full = unipart.extract
     for folder in tqdm(object_folders(data, split, limit), desc="UniPart eval",
@@ -114,6 +122,11 @@ def evaluate_unipart(unipart, partrag, data: Path, split: str, steps: int, guida
         gcs = decode_parts(unipart.vae, sampled.gcs, full)
         variants = {DUAL: (dual, seconds), GCS_ONLY: (gcs, None),
                     GT_BOXES: (placed_at(shapes, boxes_of(gcs), boxes_of(gt.parts)), None)}
+        for name, other in (ablations or {}).items():
+            ablated = other.latents(image, n, steps, guidance, seed=0)
+            variants[name] = (other.decode(ablated.gcs, ablated.ncs, None, None), None)
+        if geomseg is not None:
+            variants[WHOLE_Z] = (decode_parts(geomseg.vae, sampled.z[None], full), None)
         for name, (meshes, spent) in variants.items():
             parts = [m.as_part("part", i) for i, m in enumerate(meshes)]
             rows.append({"object": folder.name, "row": name, "seconds": spent,

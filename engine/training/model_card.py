@@ -16,6 +16,13 @@ def retrain_command() -> str:
     return "python -m engine " + " ".join(sys.argv[1:])
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a card shows it: relative to the repository when inside it, since cards
+    travel with the repository."""
+    path, root = Path(path).resolve(), Path(__file__).resolve().parents[2]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def write_model_card(folder: Path, title: str, lines: list[str],
                      command: str | None = None) -> Path:
     """`# title`, the card's `lines` ("- Key: ...") and a last "- Retrain: `command`" line

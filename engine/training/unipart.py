@@ -51,15 +51,21 @@ class UniPartRecipe:
         return TrainConfig(**{**self.train, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-RECIPES = {
-    # CPU defaults, ~15 and ~40 min on 2 cores; the part DiT is narrower so the bundle with
-    # both VAEs stays under 40 MB.
-    "small": {stage: UniPartRecipe(
+def small_recipe(stage: str, global_blocks: list[int]) -> UniPartRecipe:
+    """CPU defaults, ~15 and ~20 min on 2 cores; the part DiT is narrower so the bundle with
+    both VAEs stays under 40 MB."""
+    return UniPartRecipe(
         model=dict(num_attention_heads=4, width=256 if stage == "whole" else 192, num_layers=6,
-                   global_attn_block_ids=[0, 2, 4], max_num_parts=1 if stage == "whole" else 2),
+                   global_attn_block_ids=global_blocks, max_num_parts=1 if stage == "whole" else 2),
         train=dict(steps=1500, batch_size=8, lr=3e-4, warmup_steps=60, weight_decay=0.01,
                    betas=(0.9, 0.999), ema_decay=0.999, val_every=100, val_batches=2,
-                   checkpoint_every=50)) for stage in STAGES},
+                   checkpoint_every=50))
+
+
+RECIPES = {
+    "small": {stage: small_recipe(stage, [0, 2, 4]) for stage in STAGES},
+    # The ablation of Eq. 5: GCS and NCS never attend to each other (only to the context).
+    "no-global": {stage: small_recipe(stage, []) for stage in STAGES},
     # Tests and smoke runs.
     "tiny": {stage: UniPartRecipe(
         model=dict(num_attention_heads=2, width=16, num_layers=3, global_attn_block_ids=[0, 2],
@@ -242,15 +248,16 @@ def export_bundle(whole: Path, model: PartModel, scales: Scales, geomseg: Path,
 
 def write_bundle_card(folder: Path, whole: dict, part: dict, geomseg: Path, part_vae: Path,
                       megabytes: float) -> None:
-    from engine.training.model_card import write_model_card
+    from engine.training.model_card import shown_path, write_model_card
 
     stage = lambda r: (f"{r['steps']} steps, batch {r['batch']}, lr {r['lr']}, "
                        f"{r['minutes']:.0f} min on {r['hardware']}; final validation (EMA) "
                        f"{r['validation']}")
     write_model_card(folder, "UniPart generator (whole-level DiT + dual-space part DiT)", [
         f"- Data: {part['objects']} training objects; whole objects encoded by the Geom-Seg "
-        f"VAE `{geomseg}` (its segmentation and anchor decoders copied to segmenter/), parts "
-        f"in both spaces by the part VAE `{part_vae}` (copied to vae/)",
+        f"VAE `{shown_path(geomseg)}` (its segmentation and anchor decoders copied to "
+        f"segmenter/), parts in both spaces by the part VAE `{shown_path(part_vae)}` (copied "
+        f"to vae/)",
         f"- Whole-level DiT (whole/): {stage(whole)}; trained by `{whole['command']}`",
         f"- Dual-space part DiT (part/): {stage(part)}",
         f"- Size: {megabytes:.1f} MB (float16)",
