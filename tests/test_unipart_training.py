@@ -206,7 +206,8 @@ def test_eval_unipart_prints_the_table_count_accuracy_and_draws_the_picture(worl
                  "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     for row in ("UniPart (dual-space)", "UniPart, GCS only",
-                "UniPart, NCS placed by ground-truth boxes", "same bundle again",
+                "UniPart, NCS placed by ground-truth boxes",
+                "UniPart, NCS placed by its segment's anchors", "same bundle again",
                 "UniPart's Ẑ alone (one piece, Geom-Seg decoder)",
                 "UniPart, automatic part count"):
         assert f"| {row} |" in text
@@ -233,8 +234,58 @@ def test_generate_cli_runs_a_unipart_bundle(world, bundle, tmp_path, capsys):
                  "--max-faces", "500", "--out", str(out)]) == 0
     parts = json.loads((out / "parts.json").read_text())
     assert len(parts["parts"]) == 2 and parts["params"]["model"] == str(bundle)
-    assert {"part_00.glb", "part_01.glb", "object.glb", "preview.png"} <= {
+    assert {"part_00.glb", "part_01.glb", "object.glb", "preview.png", "segmentation.png"} <= {
         p.name for p in out.iterdir()}
+    picture = np.asarray(Image.open(out / "segmentation.png").convert("RGB"))
+    assert picture.shape == (256, 512, 3)
+    from engine.render.colours import preview_colours  # both parts' anchors are drawn
+    for colour in preview_colours(2):
+        assert (picture == colour).all(-1).any()
     assert main(["generate", str(image), "--pipeline", "unipart", "--out", str(out),
                  "--model", str(tmp_path / "missing")]) == 2
     assert "no model at" in capsys.readouterr().err
+
+
+def test_segment_variants_break_exactly_the_segment_information():
+    from engine.eval.unipart_conditioning import VARIANTS, segment_variants
+
+    segment = torch.cat([torch.randn(2, 5, 3), torch.tensor([[1, 1, 0, 0, 0],
+                                                               [0, 0, 0, 1, 1.0]])[..., None]], -1)
+    variants = segment_variants(segment)
+    assert list(variants) == list(VARIANTS)
+    assert torch.equal(variants["another object's segment"][0, :, -1], segment[1, :, -1])
+    assert torch.equal(variants["every latent but the part's"][..., -1], 1 - segment[..., -1])
+    for name in ("another object's segment", "every latent but the part's"):
+        assert torch.equal(variants[name][..., :-1], segment[..., :-1])  # Ẑ itself untouched
+    assert not variants["no segment"].any()
+
+
+def test_conditioning_check_prints_each_lane_per_sigma(world, bundle, capsys):
+    assert main(["eval", "unipart-conditioning", "--model", str(bundle), "--data",
+                 str(world["data"]), "--geomseg", str(world["geomseg"]), "--vae",
+                 str(world["vae"]), "--cache", str(world["root"] / "cache"), "--dit-cache",
+                 str(world["root"] / "dit"), "--parts", "4", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ")][2:]
+    assert [row.split(" | ")[0][2:] for row in rows] == [
+        "as trained", "another object's segment", "every latent but the part's", "no segment",
+        "no image"]
+    cells = [cell for row in rows for cell in row.strip(" |").split(" | ")[1:]]
+    assert len(cells) == 5 * 10 and all(float(c.split(" / ")[0]) >= 0 for c in cells)
+    assert rows[0] != rows[4]  # the image reaches the network
+
+
+def test_anchor_boxes_place_each_part_on_its_segment():
+    from engine.eval.unipart_eval import anchor_boxes, placed_on
+    from engine.pipelines.decode import PartMesh
+
+    anchors = np.array([[0, 0, 0], [2, 1, 0], [5, 5, 5], [5, 5, 6.0]])
+    boxes = anchor_boxes(anchors, np.array([0, 0, 1, 1]), 2)
+    np.testing.assert_allclose(boxes, [[1, 0.5, 0, 1], [5, 5, 5.5, 0.5]])
+    single = anchor_boxes(anchors, np.array([0, 0, 0, 1]), 2)[1]
+    assert single[3] > 0  # one anchor still makes a part of some size
+    cube = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float32)
+    mesh = placed_on(PartMesh(cube * 3, np.zeros((0, 3), np.int32), np.eye(4), 0, False, 1, 0.0,
+                              0.0), boxes[1])
+    np.testing.assert_allclose(mesh.vertices.max(0), [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(mesh.transform[:3, 3], [5, 5, 5.5])

@@ -8,6 +8,8 @@ the raw parts and parts that decode to nothing. Rows, with the object's own part
 - GCS only: the GCS meshes themselves (no NCS branch);
 - NCS placed by ground-truth boxes: each generated part matched to a ground-truth part
   (Hungarian on box centres) and placed at its box;
+- NCS placed by its segment's anchors: at the box of the D_pos anchors of the part's latents
+  in Ẑ (no GCS branch, no ground truth);
 - other bundles' dual-space rows, by name (ablations: e.g. a part DiT trained without
   global attention, Eq. 5, or for fewer steps; with the same whole stage they see the same
   Ẑ and segments);
@@ -39,8 +41,9 @@ from engine.geometry.pieces import mean_debris
 from engine.pipelines.decode import decode_parts
 from engine.pipelines.outputs import as_asset
 
-DUAL, GCS_ONLY, GT_BOXES, WHOLE_Z, AUTOMATIC = (
+DUAL, GCS_ONLY, GT_BOXES, ANCHOR_BOXES, WHOLE_Z, AUTOMATIC = (
     "UniPart (dual-space)", "UniPart, GCS only", "UniPart, NCS placed by ground-truth boxes",
+    "UniPart, NCS placed by its segment's anchors",
     "UniPart's Ẑ alone (one piece, Geom-Seg decoder)", "UniPart, automatic part count")
 PARTRAG = "PartRAG default"
 ROTATIONS = 4
@@ -82,6 +85,15 @@ def boxes_of(parts) -> np.ndarray:
     return np.array(out)
 
 
+def placed_on(mesh, box: np.ndarray):
+    """A local mesh scaled so half its longest side is box[3], centred on box[:3]."""
+    scale = box[3] / max(np.ptp(mesh.vertices, 0).max() / 2, 1e-9)
+    transform = mesh.transform.copy()
+    transform[:3, 3] = box[:3]
+    return replace(mesh, vertices=(mesh.vertices * scale).astype(np.float32),
+                   transform=transform)
+
+
 def placed_at(meshes, generated_boxes: np.ndarray, gt_boxes: np.ndarray):
     """The NCS meshes moved onto the matched ground-truth boxes (Hungarian on centres;
     unmatched parts keep their own boxes)."""
@@ -89,13 +101,23 @@ def placed_at(meshes, generated_boxes: np.ndarray, gt_boxes: np.ndarray):
     rows, cols = linear_sum_assignment(cost)
     out = list(meshes)
     for r, c in zip(rows, cols):
-        mesh = meshes[r]
-        scale = gt_boxes[c, 3] / max(np.ptp(mesh.vertices, 0).max() / 2, 1e-9)
-        transform = mesh.transform.copy()
-        transform[:3, 3] = gt_boxes[c, :3]
-        out[r] = replace(mesh, vertices=(mesh.vertices * scale).astype(np.float32),
-                         transform=transform)
+        out[r] = placed_on(meshes[r], gt_boxes[c])
     return out
+
+
+MIN_ANCHOR_HALF = 0.05  # a segment of one anchor (or a row of them) still gets a size:
+# about half the spacing of 128 anchors over an object 2 units across
+
+
+def anchor_boxes(anchors: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
+    """(count, 4): each segment's anchor points' box, centre and half its longest side
+    (at least MIN_ANCHOR_HALF)."""
+    out = []
+    for k in range(count):
+        points = anchors[segments == k]
+        lo, hi = points.min(0), points.max(0)
+        out.append([*(lo + hi) / 2, max((hi - lo).max() / 2, MIN_ANCHOR_HALF)])
+    return np.array(out)
 
 
 @torch.no_grad()
@@ -120,8 +142,12 @@ def evaluate_unipart(unipart, partrag, data: Path, split: str, steps: int, guida
         seconds = time.perf_counter() - started
         shapes = decode_parts(unipart.vae, sampled.ncs, full)
         gcs = decode_parts(unipart.vae, sampled.gcs, full)
+        anchors = unipart.geomseg.predict_anchors(sampled.z).cpu().numpy()
+        segments = sampled.segments.cpu().numpy()
+        boxes = anchor_boxes(anchors, segments, sampled.count)
         variants = {DUAL: (dual, seconds), GCS_ONLY: (gcs, None),
-                    GT_BOXES: (placed_at(shapes, boxes_of(gcs), boxes_of(gt.parts)), None)}
+                    GT_BOXES: (placed_at(shapes, boxes_of(gcs), boxes_of(gt.parts)), None),
+                    ANCHOR_BOXES: ([placed_on(m, b) for m, b in zip(shapes, boxes)], None)}
         for name, other in (ablations or {}).items():
             ablated = other.latents(image, n, steps, guidance, seed=0)
             variants[name] = (other.decode(ablated.gcs, ablated.ncs, None, None), None)
@@ -134,8 +160,7 @@ def evaluate_unipart(unipart, partrag, data: Path, split: str, steps: int, guida
                          "debris": float(np.mean([m.raw_debris for m in meshes])),
                          **scores(gt, as_asset(parts), samples)})
         if len(kept) < keep:
-            anchors = unipart.geomseg.predict_anchors(sampled.z).cpu().numpy()
-            kept.append((image, anchors, sampled.segments.cpu().numpy(),
+            kept.append((image, anchors, segments,
                          [m.as_part("part", i) for i, m in enumerate(dual)], folder.name))
         started = time.perf_counter()
         automatic = unipart(image, None, steps=steps, guidance=guidance, seed=0)
@@ -195,25 +220,16 @@ def markdown(table: list[dict], count: dict) -> str:
 
 def write_picture(kept: list[tuple], path: Path, tile: int = 256) -> Path:
     """Per object: the input, Ẑ's latent segmentation (anchor points coloured by part, seen
-    from the front) and the dual-space parts."""
-    from PIL import Image, ImageDraw
-
+    from the front and the side) and the dual-space parts."""
     from engine.render import Renderer, contact_sheet
     from engine.render.camera import sheet_camera
-    from engine.render.colours import preview_colours
+    from engine.render.segmentation import draw_segmentation
 
     camera = sheet_camera(tile)
     images, captions = [], []
     with Renderer() as renderer:
         for image, anchors, segments, parts, name in kept:
-            canvas = Image.new("RGBA", (tile, tile), (255, 255, 255, 255))
-            draw = ImageDraw.Draw(canvas)
-            colours = preview_colours(int(segments.max()) + 1)
-            for (x, y, _), k in zip(anchors, segments):
-                u, v = (x * 0.45 + 0.5) * tile, (0.5 - y * 0.45) * tile
-                rgb = tuple(int(c) for c in colours[k][:3])
-                draw.ellipse([u - 3, v - 3, u + 3, v + 3], fill=rgb)
-            images += [image, np.asarray(canvas),
+            images += [image, draw_segmentation(anchors, segments, tile),
                        renderer.render(as_asset(parts), [camera], preview=True)[0].preview]
             captions += [name[:24], f"{int(segments.max()) + 1} latent segments",
                          f"{len(parts)} parts"]

@@ -1,6 +1,7 @@
 """Files of one generation or edit: part_XX.glb, object.glb, parts.json, retrieved.json,
 preview.png, and what editing it later needs: latents.safetensors (each part's VAE latent,
-float16) and reference.png (the input image as given). `read_asset` reads such a folder back,
+float16) and reference.png (the input image as given); UniPart's also segmentation.png.
+`read_asset` reads such a folder back,
 so an asset can be edited after the engine restarts: the engine keeps no session state.
 
 GLB files keep the part structure: every part is a node carrying its rigid transform over a
@@ -24,6 +25,7 @@ from engine.files import write_atomic, write_json_atomic
 PREVIEW_SIZE = 512
 PREVIEW_MATERIAL = (0.7, 0.7, 0.7)
 LATENTS, REFERENCE, PARTS = "latents.safetensors", "reference.png", "parts.json"
+SEGMENTATION = "segmentation.png"  # UniPart: Ẑ's latent segmentation (render/segmentation.py)
 
 
 def scene_of(parts) -> trimesh.Scene:
@@ -90,6 +92,12 @@ def write_generation(generation, out: Path, preview: bool = True, renderer=None)
     paths.append(write_json_atomic(out / "retrieved.json", generation.retrieved))
     if preview:
         paths.append(render_preview(generation.parts, out / "preview.png", renderer))
+    if preview and generation.segmentation is not None:
+        from engine.render.segmentation import draw_segmentation
+
+        picture = draw_segmentation(generation.segmentation[:, :3],
+                                    generation.segmentation[:, 3].astype(int))
+        paths.append(write_atomic(out / SEGMENTATION, Image.fromarray(picture).save))
     return paths
 
 

@@ -101,6 +101,7 @@ class Generation:
     timings: dict[str, float]  # seconds per stage and in total
     params: dict = field(default_factory=dict)  # what was asked (steps, guidance, seed, top_k, model)
     reference: np.ndarray | None = None  # the input image as given, kept so the asset can be edited
+    segmentation: np.ndarray | None = None  # UniPart: (L, 4) Ẑ's anchors (xyz) and part index
 
 
 class PartRAGPipeline:

@@ -191,11 +191,14 @@ class UniPartPipeline:
         labels = self.labels(gcs)
         latents = gcs.float().cpu().numpy()
         out = [m.as_part(label, i, latents[i]) for i, (m, label) in enumerate(zip(meshes, labels))]
+        anchors = self.geomseg.predict_anchors(sampled.z).float().cpu().numpy()
+        segmentation = np.concatenate([anchors, sampled.segments.cpu().numpy()[:, None]], 1)
         timings = {**watch.seconds, "total": time.perf_counter() - started}
         return Generation(out, [m.report() for m in meshes], [], timings,
                           {"parts": count, "automatic_parts": parts is None,
                            "segments_found": sampled.found, "steps": steps,
-                           "guidance": guidance, "seed": seed, "model": self.name}, image)
+                           "guidance": guidance, "seed": seed, "model": self.name}, image,
+                          segmentation.astype(np.float32))
 
     @torch.no_grad()
     def latents(self, image: np.ndarray, parts: int | None, steps: int, guidance: float,

@@ -273,20 +273,13 @@ def train_unipart_command(stage: str, data: Path, run_dir: Path, recipe: UniPart
     """Cache (image tokens in the DiT cache, latents in the UniPart cache), train one stage,
     and export it when finished and asked: the whole stage's networks, or with the part
     stage the whole bundle (the whole stage's export given as `whole`)."""
-    from engine.retrieval import conditioning
-    from engine.training import dit_data
-    from engine.training.unipart_data import build_unipart_cache, load_unipart
+    from engine.training.unipart_data import cached_split
 
     if export is not None and stage == "part" and whole is None:
         raise ValueError("the part stage exports the whole bundle: pass the whole stage's "
                          "export (--whole DIR)")
-    objects = {}
-    for split in ("train", "val"):
-        dit_paths = dit_data.build_latent_cache(data, dit_cache, split, part_vae,
-                                                conditioning.DEFAULT_ENCODER, limit=limit,
-                                                progress=progress)
-        paths = build_unipart_cache(data, cache, split, geomseg, part_vae, limit, progress)
-        objects[split] = load_unipart(paths, dit_paths)
+    objects = {split: cached_split(data, split, geomseg, part_vae, cache, dit_cache, limit,
+                                   progress) for split in ("train", "val")}
     result, scales = train_unipart(stage, objects["train"], objects["val"], run_dir, recipe,
                                    config, device, resume, progress)
     exported = None

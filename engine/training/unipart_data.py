@@ -133,3 +133,19 @@ def load_unipart(paths: list[Path], dit_paths: list[Path]) -> list[UniPartObject
     if not objects:
         raise ValueError("no cached objects")
     return objects
+
+
+def cached_split(data: Path, split: str, geomseg_folder: Path, part_vae_folder: Path,
+                 cache: Path, dit_cache: Path, limit: int | None = None,
+                 progress: bool = True) -> list[UniPartObject]:
+    """A split's objects with both caches built first (image tokens in the DiT cache, shared
+    with PartRAG's generator; latents in the UniPart cache)."""
+    from engine.retrieval import conditioning
+    from engine.training import dit_data
+
+    dit_paths = dit_data.build_latent_cache(data, dit_cache, split, part_vae_folder,
+                                            conditioning.DEFAULT_ENCODER, limit=limit,
+                                            progress=progress)
+    paths = build_unipart_cache(data, cache, split, geomseg_folder, part_vae_folder, limit,
+                                progress)
+    return load_unipart(paths, dit_paths)
