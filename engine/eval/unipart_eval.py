@@ -40,6 +40,7 @@ from engine.geometry.metrics import (chamfer_from_distances, fscore_from_distanc
 from engine.geometry.pieces import mean_debris
 from engine.pipelines.decode import decode_parts
 from engine.pipelines.outputs import as_asset
+from engine.training.unipart_data import ncs_frame
 
 DUAL, GCS_ONLY, GT_BOXES, ANCHOR_BOXES, WHOLE_Z, AUTOMATIC = (
     "UniPart (dual-space)", "UniPart, GCS only", "UniPart, NCS placed by ground-truth boxes",
@@ -74,15 +75,16 @@ def scores(gt, asset, samples: int) -> dict:
     return best
 
 
+def box_of(points: np.ndarray) -> list[float]:
+    """Centre and half the longest side of the points' box (a part's NCS frame)."""
+    centre, half = ncs_frame(points)
+    return [*centre, half]
+
+
 def boxes_of(parts) -> np.ndarray:
-    """(n, 4): centre and half the longest side of each part's object-frame box."""
-    out = []
-    for p in parts:
-        v = p.object_vertices() if hasattr(p, "object_vertices") else (
-            p.vertices + p.transform[:3, 3])
-        lo, hi = v.min(0), v.max(0)
-        out.append([*(lo + hi) / 2, (hi - lo).max() / 2])
-    return np.array(out)
+    """(n, 4): each part's object-frame box."""
+    return np.array([box_of(p.object_vertices() if hasattr(p, "object_vertices") else
+                            p.vertices + p.transform[:3, 3]) for p in parts])
 
 
 def placed_on(mesh, box: np.ndarray):
@@ -112,12 +114,9 @@ MIN_ANCHOR_HALF = 0.05  # a segment of one anchor (or a row of them) still gets 
 def anchor_boxes(anchors: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
     """(count, 4): each segment's anchor points' box, centre and half its longest side
     (at least MIN_ANCHOR_HALF)."""
-    out = []
-    for k in range(count):
-        points = anchors[segments == k]
-        lo, hi = points.min(0), points.max(0)
-        out.append([*(lo + hi) / 2, max((hi - lo).max() / 2, MIN_ANCHOR_HALF)])
-    return np.array(out)
+    boxes = np.array([box_of(anchors[segments == k]) for k in range(count)])
+    boxes[:, 3] = np.maximum(boxes[:, 3], MIN_ANCHOR_HALF)
+    return boxes
 
 
 @torch.no_grad()
@@ -142,7 +141,7 @@ def evaluate_unipart(unipart, partrag, data: Path, split: str, steps: int, guida
         seconds = time.perf_counter() - started
         shapes = decode_parts(unipart.vae, sampled.ncs, full)
         gcs = decode_parts(unipart.vae, sampled.gcs, full)
-        anchors = unipart.geomseg.predict_anchors(sampled.z).cpu().numpy()
+        anchors = sampled.anchors.cpu().numpy()
         segments = sampled.segments.cpu().numpy()
         boxes = anchor_boxes(anchors, segments, sampled.count)
         variants = {DUAL: (dual, seconds), GCS_ONLY: (gcs, None),

@@ -94,6 +94,7 @@ def compose(gcs: PartMesh, ncs: PartMesh) -> PartMesh:
 @dataclass
 class SampledLatents:
     z: torch.Tensor  # (L, d) the whole object's Geom-Seg latent
+    anchors: torch.Tensor  # (L, 3) D_pos's anchor position of each latent
     segments: torch.Tensor  # (L,) part index per latent
     found: int  # parts the segmentation found before `segment_count`
     gcs: torch.Tensor  # (parts, L, d) object frame, as the part VAE decodes them
@@ -191,8 +192,8 @@ class UniPartPipeline:
         labels = self.labels(gcs)
         latents = gcs.float().cpu().numpy()
         out = [m.as_part(label, i, latents[i]) for i, (m, label) in enumerate(zip(meshes, labels))]
-        anchors = self.geomseg.predict_anchors(sampled.z).float().cpu().numpy()
-        segmentation = np.concatenate([anchors, sampled.segments.cpu().numpy()[:, None]], 1)
+        segmentation = np.concatenate([sampled.anchors.float().cpu().numpy(),
+                                       sampled.segments.cpu().numpy()[:, None]], 1)
         timings = {**watch.seconds, "total": time.perf_counter() - started}
         return Generation(out, [m.report() for m in meshes], [], timings,
                           {"parts": count, "automatic_parts": parts is None,
@@ -219,12 +220,13 @@ class UniPartPipeline:
         span("segment", 0.0)
         with watch.stage("segment"):
             found = self.geomseg.segment_latents(z)
-            segments = segment_count(found, self.geomseg.predict_anchors(z), parts)
+            anchors = self.geomseg.predict_anchors(z)
+            segments = segment_count(found, anchors, parts)
         count = int(segments.max()) + 1
         with watch.stage("parts"):
             gcs, ncs = self.sample_parts(tokens, z, segments, count, steps, guidance,
                                          generator, cancel, lambda f: span("parts", f))
-        return SampledLatents(z, segments, int(found.max()) + 1, gcs, ncs)
+        return SampledLatents(z, anchors, segments, int(found.max()) + 1, gcs, ncs)
 
     def sample_whole(self, tokens, steps, guidance, generator, cancel, progress) -> torch.Tensor:
         """The whole object's Geom-Seg latent Ẑ (L, d), as the VAE decodes it."""
